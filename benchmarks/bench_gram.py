@@ -1,0 +1,578 @@
+"""Benchmark the ReLU NTK Gram matrix K(X, X): time and peak memory.
+
+What it measures
+----------------
+The wall-clock time (``time.perf_counter``, median of several repeats) to build
+the n x n Neural Tangent Kernel Gram matrix of a depth-4 ReLU network
+(``beta=0.1``, ``weight_std=1.0``, float64) on ``X ~ N(0, I)`` with d = 100
+features, for n in {1000, 2000, 5000, 10000}, with three implementations run in
+the same process:
+
+``sklearn_ntk``
+    This package: ``NTK(depth=4, activation="relu", beta=0.1, weight_std=1.0)(X)``.
+``scikit-ntk``
+    scikit-ntk 1.2.1 from PyPI (import name ``skntk``):
+    ``NeuralTangentKernel(depth=3, bias=0.1)(X)``.  Its ``depth`` counts hidden
+    layers (ours - 1).  Its kernel is not the same function as ours for
+    ``beta > 0`` (see ``check_agreement`` and RESULTS_gram.md), but it does the
+    same amount of work, so the timing comparison is fair.
+``naive``
+    The plain numpy recursion of ``_naive.py`` (full n x n arrays, ``np.arccos``,
+    ``np.sin``): what a user would write by hand.
+
+Before timing, a small problem (n = 400) checks that the implementations agree
+and prints the maximum relative differences, including the exact mapping from
+scikit-ntk's convention to ours.
+
+A method is skipped at the larger sizes once its median exceeded ``--time-cap``
+seconds (default 120) at a smaller n; slow cells get fewer repeats (enough to
+stay within ``--cell-budget`` seconds, at least one).
+
+With ``--memory``, each method instead runs in a fresh subprocess that builds
+only one Gram matrix (default n = 15000, a 1.68 GiB output) and reports its peak
+resident set size (``VmHWM`` from ``/proc/self/status``, else ``ru_maxrss``); the
+table gives peak RSS / output size.  A method whose expected footprint does not
+fit in the available memory is run at the largest smaller n that does.
+
+How to run
+----------
+From the repository root, with numpy, scipy, scikit-learn, joblib,
+``scikit-ntk==1.2.1`` and this package (``pip install -e .``) installed::
+
+    python benchmarks/bench_gram.py                          # timing, all sizes
+    python benchmarks/bench_gram.py --sizes 1000 2000 --repeats 5
+    python benchmarks/bench_gram.py --methods sklearn_ntk naive
+    python benchmarks/bench_gram.py --memory                 # peak RSS, n = 15000
+    python benchmarks/bench_gram.py --memory --sizes 5000 --methods scikit-ntk
+
+Methods whose package is not installed are reported as unavailable and skipped.
+The machine is usually noisy: compare medians, not single runs.
+"""
+
+import argparse
+import gc
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+# ``_naive`` sits next to this file; make it importable however the script is run.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+N_FEATURES = 100
+DEPTH = 4  # dense layers, our convention (scikit-ntk's depth is DEPTH - 1)
+BETA = 0.1
+WEIGHT_STD = 1.0
+SEED = 0
+ALL_METHODS = ("sklearn_ntk", "scikit-ntk", "naive")
+GIB = 2.0**30
+
+# Rough peak RSS / output size used only to decide whether a memory run fits in
+# RAM (a method that would not fit is run at a smaller n instead of being killed).
+EXPECTED_MEMORY_FACTOR = {"sklearn_ntk": 3.0, "scikit-ntk": 10.0, "naive": 10.0}
+
+
+# ---------------------------------------------------------------------------
+# The three implementations, each as a factory returning ``X -> K(X, X)``.
+# ---------------------------------------------------------------------------
+
+
+def _make_sklearn_ntk(depth=DEPTH, beta=BETA, weight_std=WEIGHT_STD, n_jobs=None):
+    from sklearn_ntk import NTK
+
+    params = dict(depth=depth, activation="relu", beta=beta, weight_std=weight_std)
+    if n_jobs is not None:
+        params["n_jobs"] = n_jobs
+    return NTK(**params)
+
+
+def _make_scikit_ntk(depth=DEPTH, beta=BETA, weight_std=WEIGHT_STD, n_jobs=None):
+    from skntk import NeuralTangentKernel
+
+    # scikit-ntk has no weight std (it always uses He scaling, c = 2) and its
+    # depth counts the hidden layers only.
+    if weight_std != 1.0:
+        raise ValueError("scikit-ntk has no weight_std parameter")
+    return NeuralTangentKernel(depth=depth - 1, bias=beta)
+
+
+def _make_naive(depth=DEPTH, beta=BETA, weight_std=WEIGHT_STD, n_jobs=None):
+    from _naive import relu_ntk_naive
+
+    def kernel(X):
+        return relu_ntk_naive(X, depth=depth, beta=beta, weight_std=weight_std)
+
+    return kernel
+
+
+FACTORIES = {
+    "sklearn_ntk": _make_sklearn_ntk,
+    "scikit-ntk": _make_scikit_ntk,
+    "naive": _make_naive,
+}
+
+
+def make_kernel(method, n_jobs=None):
+    """Return the benchmarked callable ``X -> K(X, X)`` for ``method``.
+
+    Parameters
+    ----------
+    method : {"sklearn_ntk", "scikit-ntk", "naive"}
+        Implementation to use.
+    n_jobs : int or None, default=None
+        Passed to our ``NTK`` only (None keeps its default).
+
+    Returns
+    -------
+    kernel : callable or None
+        None if the implementation cannot be imported.
+    """
+    try:
+        return FACTORIES[method](n_jobs=n_jobs)
+    except ImportError:
+        return None
+
+
+def make_data(n_samples, n_features=N_FEATURES, seed=SEED):
+    """Standard normal inputs, reproducible for a given size."""
+    return np.random.default_rng(seed).standard_normal((n_samples, n_features))
+
+
+def max_relative_difference(actual, reference):
+    """Largest elementwise ``|actual - reference| / |reference|``.
+
+    Denominators are floored at 1e-12 max|reference| so that a (rare) entry
+    near zero cannot dominate; all depth >= 2 ReLU NTK entries are positive.
+    """
+    actual = np.asarray(actual)
+    reference = np.asarray(reference)
+    floor = 1e-12 * np.max(np.abs(reference))
+    return float(np.max(np.abs(actual - reference) / np.maximum(np.abs(reference), floor)))
+
+
+# ---------------------------------------------------------------------------
+# Agreement checks on a small problem.
+# ---------------------------------------------------------------------------
+
+
+def check_agreement(n_samples=400, n_jobs=None):
+    """Print how closely the implementations agree on a small problem.
+
+    scikit-ntk 1.2.1 computes (for ``X`` with ``n0`` features, its depth D = L-1)::
+
+        Σ⁰ = X Xᵀ,  K⁰ = Σ⁰ + b²
+        Σʰ = 2 E[relu(u) relu(v)],  Σ̇ʰ = 2 E[relu'(u) relu'(v)]   under Σʰ⁻¹
+        Kʰ = Kʰ⁻¹ Σ̇ʰ + Σʰ + b²,     output Kᴰ / ((D + 1)(b² + 1))
+
+    Its forward covariance Σ never contains b² (the biases act as if
+    initialised at zero; b² only enters through the bias gradients), unlike
+    SPEC.md where β² propagates through every layer.  Hence:
+
+    * b = β = 0: exact, ``skntk = n0 2^(L-1) / L * Θᴸ(σ_w = 1)``.
+    * b > 0: ``skntk = n0 / (2 L (b² + 1)) * Θᴸ_zero-bias-init(σ_w = √2,
+      β = b √(2 / n0))``; no choice of our (beta, weight_std) reproduces it.
+
+    Parameters
+    ----------
+    n_samples : int, default=400
+        Size of the check problem.
+    n_jobs : int or None, default=None
+        Passed to our ``NTK``.
+
+    Returns
+    -------
+    lines : list of str
+        Human-readable results (also printed).
+    """
+    from _naive import relu_ntk_gram_naive
+
+    X = make_data(n_samples, seed=SEED + 1)
+    n0 = X.shape[1]
+    L = DEPTH
+    naive = relu_ntk_gram_naive(X, depth=L, beta=BETA, weight_std=WEIGHT_STD)[0]
+    lines = [f"Agreement checks (n = {n_samples}, d = {n0}, depth {L}, ReLU):"]
+
+    # Naive vs the reference values quoted in MATH.md (neural-tangents-checked).
+    x_pair = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
+    theta_pair = relu_ntk_gram_naive(x_pair, depth=4, beta=0.1, weight_std=1.0)[0]
+    lines.append(
+        "- naive vs MATH.md Θ⁴(x, x') = 0.143076689459114: "
+        f"rel. diff {abs(theta_pair[0, 1] / 0.143076689459114 - 1):.1e}"
+    )
+
+    ours_kernel = make_kernel("sklearn_ntk", n_jobs=n_jobs)
+    if ours_kernel is not None:
+        ours = ours_kernel(X)
+        lines.append(
+            f"- sklearn_ntk vs naive: max rel. diff {max_relative_difference(ours, naive):.2e}"
+        )
+        theta_ours = ours_kernel(x_pair)
+        lines.append(
+            "- sklearn_ntk vs MATH.md Θ⁴(x, x'): rel. diff "
+            f"{abs(theta_ours[0, 1] / 0.143076689459114 - 1):.1e}"
+        )
+        diag = ours_kernel.diag(X)
+        n_diag_mismatch = int(np.count_nonzero(diag != np.diag(ours)))
+        lines.append(
+            f"- sklearn_ntk diag(X) vs np.diag(K(X)): {n_diag_mismatch} of "
+            f"{n_samples} entries not bit-identical "
+            f"(max rel. diff {max_relative_difference(diag, np.diag(ours)):.1e})"
+        )
+        lines.append(f"- sklearn_ntk K symmetric: {bool(np.array_equal(ours, ours.T))}")
+    else:
+        lines.append("- sklearn_ntk: not installed, skipped")
+
+    try:
+        from skntk import NeuralTangentKernel
+    except ImportError:
+        lines.append("- scikit-ntk: not installed, skipped")
+    else:
+        # beta = 0: exact mapping to our kernel.
+        skntk0 = NeuralTangentKernel(depth=L - 1, bias=0.0)(X)
+        naive0 = relu_ntk_gram_naive(X, depth=L, beta=0.0, weight_std=1.0)[0]
+        scale0 = n0 * 2.0 ** (L - 1) / L
+        lines.append(
+            f"- scikit-ntk(depth={L - 1}, bias=0) vs {scale0:g} x naive(beta=0): "
+            f"max rel. diff {max_relative_difference(skntk0, scale0 * naive0):.2e}"
+        )
+        # beta > 0: it is the zero-bias-initialisation kernel, not ours.
+        skntk_b = NeuralTangentKernel(depth=L - 1, bias=BETA)(X)
+        zero_init = relu_ntk_gram_naive(
+            X, depth=L, beta=BETA * np.sqrt(2.0 / n0), weight_std=np.sqrt(2.0),
+            bias_in_forward=False,
+        )[0]
+        scale_b = n0 / (2.0 * L * (BETA**2 + 1.0))
+        lines.append(
+            f"- scikit-ntk(depth={L - 1}, bias={BETA}) vs {scale_b:g} x "
+            f"naive zero-bias-init(weight_std=√2, beta={BETA}·√(2/{n0})): "
+            f"max rel. diff {max_relative_difference(skntk_b, scale_b * zero_init):.2e}"
+        )
+        # And against our kernel with the best single scale factor: not a match.
+        best_scale = float(np.sum(skntk_b * naive) / np.sum(naive * naive))
+        lines.append(
+            f"- scikit-ntk(bias={BETA}) vs best-scaled ours(beta={BETA}) "
+            f"(scale {best_scale:.4g}): max rel. diff "
+            f"{max_relative_difference(skntk_b, best_scale * naive):.2e} "
+            "(different kernel for beta > 0)"
+        )
+    for line in lines:
+        print(line)
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Timing.
+# ---------------------------------------------------------------------------
+
+
+def time_kernel(kernel, X, repeats, cell_budget):
+    """Time ``kernel(X)`` up to ``repeats`` times.
+
+    Parameters
+    ----------
+    kernel : callable
+        ``X -> K(X, X)``.
+    X : ndarray of shape (n_samples, n_features)
+        Inputs.
+    repeats : int
+        Maximum number of timed runs.
+    cell_budget : float
+        Stop repeating once another run would likely take the total past this
+        many seconds (at least one run is always made).
+
+    Returns
+    -------
+    times : list of float
+        Seconds per run.
+    last_output : ndarray
+        The Gram matrix of the last run (for the agreement check).
+    """
+    times = []
+    output = None
+    for _ in range(repeats):
+        output = None  # free the previous result so runs do not overlap in memory
+        gc.collect()
+        start = time.perf_counter()
+        output = kernel(X)
+        times.append(time.perf_counter() - start)
+        if sum(times) + statistics.median(times) > cell_budget:
+            break
+    return times, output
+
+
+def run_timing(sizes, methods, repeats, time_cap, cell_budget, n_jobs=None):
+    """Time every method at every size; return one record per (n, method)."""
+    kernels = {}
+    for method in methods:
+        kernel = make_kernel(method, n_jobs=n_jobs)
+        if kernel is None:
+            print(f"{method}: not installed, skipped")
+            continue
+        kernel(make_data(200))  # warm-up: imports, first-touch allocations
+        kernels[method] = kernel
+
+    records = []
+    too_slow_at = {}  # method -> n at which its median exceeded time_cap
+    for n in sorted(sizes):
+        X = make_data(n)
+        outputs = {}
+        for method, kernel in kernels.items():
+            record = {"n": n, "method": method}
+            if method in too_slow_at:
+                record["skipped"] = f"> {time_cap:g} s at n = {too_slow_at[method]}"
+                records.append(record)
+                continue
+            times, output = time_kernel(kernel, X, repeats, cell_budget)
+            # Keep only the outputs needed for the agreement column.
+            if method in ("sklearn_ntk", "naive"):
+                outputs[method] = output
+            del output
+            record.update(times=times, median=statistics.median(times), min=min(times))
+            records.append(record)
+            print(
+                f"n={n:>6} {method:<12} median {record['median']:8.3f} s "
+                f"over {len(times)} run(s)", flush=True,
+            )
+            if record["median"] > time_cap:
+                too_slow_at[method] = n
+        if "sklearn_ntk" in outputs and "naive" in outputs:
+            diff = max_relative_difference(outputs["sklearn_ntk"], outputs["naive"])
+            for record in records:
+                if record["n"] == n and record["method"] == "sklearn_ntk":
+                    record["rel_diff_vs_naive"] = diff
+        del outputs
+        gc.collect()
+    return records
+
+
+def format_timing_table(records):
+    """Markdown table: median time and speed-ups (other's median / this median)."""
+    medians = {(r["n"], r["method"]): r.get("median") for r in records}
+    lines = [
+        "| n | method | runs | median [s] | min [s] | speed-up vs scikit-ntk | "
+        "speed-up vs naive | max rel. diff vs naive |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        if "skipped" in r:
+            lines.append(f"| {r['n']} | {r['method']} | 0 | skipped ({r['skipped']}) "
+                         "| | | | |")
+            continue
+        cells = []
+        for other in ("scikit-ntk", "naive"):
+            other_median = medians.get((r["n"], other))
+            cells.append(f"{other_median / r['median']:.2f}x" if other_median else "–")
+        diff = r.get("rel_diff_vs_naive")
+        diff_cell = f"{diff:.1e}" if diff is not None else ""
+        lines.append(
+            f"| {r['n']} | {r['method']} | {len(r['times'])} | {r['median']:.3f} | "
+            f"{r['min']:.3f} | {cells[0]} | {cells[1]} | {diff_cell} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Peak memory (one fresh subprocess per measurement).
+# ---------------------------------------------------------------------------
+
+
+def _read_status_kib(field):
+    """A ``/proc/self/status`` field in KiB, or None where /proc is unavailable."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _peak_rss_bytes():
+    peak_kib = _read_status_kib("VmHWM")
+    if peak_kib is not None:
+        return peak_kib * 1024
+    # ru_maxrss is in KiB on Linux but in bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def memory_worker(method, n, n_jobs=None):
+    """Body of the subprocess: build one Gram matrix, print a JSON report."""
+    kernel = make_kernel(method, n_jobs=n_jobs)
+    if kernel is None:
+        print(json.dumps({"error": f"{method} not installed"}))
+        return
+    X = make_data(n)
+    # RSS before the computation: interpreter, numpy/scipy/sklearn, X.
+    rss_kib = _read_status_kib("VmRSS")
+    baseline = rss_kib * 1024 if rss_kib is not None else None
+    K = kernel(X)
+    peak = _peak_rss_bytes()
+    print(json.dumps({"peak_rss": peak, "baseline_rss": baseline,
+                      "output_bytes": K.nbytes, "finite": bool(np.isfinite(K).all())}))
+
+
+def _available_bytes():
+    """MemAvailable from /proc/meminfo, or None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def run_memory(sizes, methods, n_jobs=None, fallback_sizes=(10000, 5000, 2000)):
+    """Measure the peak RSS of a fresh process per (method, n)."""
+    records = []
+    available = _available_bytes()
+    for method in methods:
+        for n in sizes:
+            run_n = n
+            expected = EXPECTED_MEMORY_FACTOR[method] * 8.0 * n * n
+            if available is not None and expected > 0.8 * available:
+                smaller = [m for m in fallback_sizes
+                           if m < n and EXPECTED_MEMORY_FACTOR[method] * 8.0 * m * m
+                           < 0.8 * available]
+                if not smaller:
+                    records.append({"method": method, "n": n,
+                                    "error": "does not fit in memory"})
+                    continue
+                run_n = smaller[0]
+                print(f"{method}: n = {n} would need ~{expected / GIB:.1f} GiB "
+                      f"(available {available / GIB:.1f} GiB); using n = {run_n}")
+            command = [sys.executable, os.path.abspath(__file__),
+                       "--_memory-worker", method, str(run_n)]
+            if n_jobs is not None:
+                command += ["--n-jobs", str(n_jobs)]
+            start = time.perf_counter()
+            completed = subprocess.run(command, capture_output=True, text=True)
+            elapsed = time.perf_counter() - start
+            record = {"method": method, "n": run_n, "wall": elapsed}
+            if completed.returncode != 0:
+                record["error"] = (f"exit code {completed.returncode}: "
+                                   + completed.stderr.strip()[-300:])
+            else:
+                record.update(json.loads(completed.stdout.strip().splitlines()[-1]))
+            records.append(record)
+            print(f"{method} n={run_n}: {record}", flush=True)
+    return records
+
+
+def format_memory_table(records):
+    """Markdown table of peak RSS relative to the output size."""
+    lines = [
+        "| method | n | output [GiB] | peak RSS [GiB] | peak / output | "
+        "(peak - baseline) / output | baseline RSS [GiB] | wall [s] |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in records:
+        if "error" in r:
+            lines.append(f"| {r['method']} | {r['n']} | | {r['error']} | | | | |")
+            continue
+        out, peak, base = r["output_bytes"], r["peak_rss"], r["baseline_rss"]
+        extra = f"{(peak - base) / out:.2f}" if base is not None else "–"
+        base_cell = f"{base / GIB:.3f}" if base is not None else "–"
+        lines.append(
+            f"| {r['method']} | {r['n']} | {out / GIB:.2f} | {peak / GIB:.2f} | "
+            f"{peak / out:.2f} | {extra} | {base_cell} | {r['wall']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Command line.
+# ---------------------------------------------------------------------------
+
+
+def environment_summary():
+    """One line describing versions and threads, to print with the results."""
+    parts = [f"Python {platform.python_version()}", f"numpy {np.__version__}",
+             f"{os.cpu_count()} CPUs"]
+    for name, distribution in (("sklearn_ntk", "sklearn_ntk"),
+                               ("scikit-ntk", "scikit-ntk")):
+        try:
+            from importlib.metadata import version
+
+            parts.append(f"{name} {version(distribution)}")
+        except Exception:  # not installed
+            parts.append(f"{name} not installed")
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [f"{p['internal_api']} ({p['num_threads']} threads)"
+                for p in threadpool_info()]
+        parts.append("BLAS/OpenMP: " + ", ".join(blas))
+    except ImportError:
+        pass
+    return "; ".join(parts)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Benchmark the ReLU NTK Gram matrix (depth 4, beta 0.1, d = 100).")
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="numbers of samples n (default 1000 2000 5000 10000; "
+                             "15000 with --memory)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="maximum timed runs per (method, n) (default 3)")
+    parser.add_argument("--methods", nargs="+", choices=ALL_METHODS,
+                        default=list(ALL_METHODS), help="implementations to run")
+    parser.add_argument("--memory", action="store_true",
+                        help="measure the peak RSS of a fresh process instead of time")
+    parser.add_argument("--time-cap", type=float, default=120.0,
+                        help="skip a method at larger n once its median exceeded "
+                             "this many seconds (default 120)")
+    parser.add_argument("--cell-budget", type=float, default=180.0,
+                        help="stop repeating a (method, n) once its runs would take "
+                             "longer than this in total (default 180 s)")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="n_jobs for our NTK (default: its own default)")
+    parser.add_argument("--no-check", action="store_true",
+                        help="skip the small agreement check")
+    parser.add_argument("--json", default=None, help="also write the records here")
+    parser.add_argument("--_memory-worker", nargs=2, metavar=("METHOD", "N"),
+                        default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args._memory_worker is not None:
+        method, n = args._memory_worker
+        memory_worker(method, int(n), n_jobs=args.n_jobs)
+        return
+
+    print(environment_summary())
+    print(f"K(X, X), X ~ N(0, I) with d = {N_FEATURES}, depth {DEPTH}, ReLU, "
+          f"beta = {BETA}, weight_std = {WEIGHT_STD}, float64\n")
+    if args.memory:
+        sizes = args.sizes or [15000]
+        records = run_memory(sizes, args.methods, n_jobs=args.n_jobs)
+        print()
+        print(format_memory_table(records))
+    else:
+        if not args.no_check:
+            check_agreement(n_jobs=args.n_jobs)
+            print()
+        sizes = args.sizes or [1000, 2000, 5000, 10000]
+        records = run_timing(sizes, args.methods, args.repeats, args.time_cap,
+                             args.cell_budget, n_jobs=args.n_jobs)
+        print()
+        print(format_timing_table(records))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(records, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

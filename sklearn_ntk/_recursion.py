@@ -1,0 +1,336 @@
+"""The NNGP/NTK recursion of fully-connected networks: the one place it lives.
+
+For a network of ``depth`` L dense layers in NTK parametrization,
+
+    Σ¹(x, x')   = σ_w² xᵀx'/n0 + β²,            Θ¹ = Σ¹
+    Σˡ⁺¹        = σ_w² E[σ(u)σ(v)] + β²,        Σ̇ˡ⁺¹ = σ_w² E[σ'(u)σ'(v)]
+    Θˡ⁺¹        = Θˡ Σ̇ˡ⁺¹ + Σˡ⁺¹
+
+with (u, v) Gaussian of covariance Σˡ.  The NNGP kernel is Σᴸ and the NTK is
+Θᴸ.  The Gaussian expectations come from the activation registry
+(:mod:`sklearn_ntk._activations`).
+
+Layout of the computation
+-------------------------
+The variances Σˡ(x, x) of every point are computed first by an O(n·L)
+recursion of their own (:func:`diagonal`).  The matrix is then cut into
+square tiles; each tile runs through all L layers before the next one starts,
+so beyond the output only O(tile) memory is used.  For K(X, X) only tiles on
+or above the diagonal are computed and mirrored, and the diagonal is copied
+from :func:`diagonal` so that ``K(X)[i, i] == diag(X)[i]`` bit for bit.
+Tiles are independent tasks for :class:`joblib.Parallel`, so ``n_jobs`` and
+any joblib backend (threads, processes, Dask) apply.
+
+Gradients are carried forward in the same pass (forward-mode
+differentiation) with respect to θ = (log β, log σ_w), the hyperparameter
+order of the kernels.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from joblib import Parallel, delayed
+
+from ._activations import get_activation
+
+#: Side of the square tiles: large enough that numpy's per-call overhead is
+#: negligible, small enough that the tile temporaries stay in cache.
+TILE_SIZE = 384
+
+
+@dataclass
+class Kernels:
+    """Result of :func:`kernel_matrices`.
+
+    Each matrix has shape (n_x, n_y), or (depth, n_x, n_y) with
+    ``all_depths=True`` (index l - 1 holds depth l); each gradient has one
+    more trailing axis of length 2: d/d log β, d/d log σ_w.  Entries not
+    requested are None.
+    """
+
+    nngp: np.ndarray = None
+    ntk: np.ndarray = None
+    nngp_gradient: np.ndarray = None
+    ntk_gradient: np.ndarray = None
+
+
+@dataclass
+class Diagonals:
+    """Result of :func:`diagonal`: arrays of shape (depth, n) (and (depth, n, 2))."""
+
+    nngp: np.ndarray
+    ntk: np.ndarray
+    nngp_gradient: np.ndarray = None
+    ntk_gradient: np.ndarray = None
+
+
+def diagonal(X, *, depth, activation, beta, weight_std, eval_gradient=False):
+    """Σˡ(x, x) and Θˡ(x, x) for every point and every depth l = 1..L.
+
+    O(n·L) time and memory; never forms an n × n array.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    depth : int
+    activation : str, callable or Activation
+    beta, weight_std : float
+    eval_gradient : bool
+        Also return the derivatives with respect to (log β, log σ_w).
+
+    Returns
+    -------
+    diagonals : Diagonals
+    """
+    activation = get_activation(activation)
+    n_samples, n_features = X.shape
+    weight_var, bias_var = weight_std**2, beta**2
+    nngp = np.empty((depth, n_samples))
+    ntk = np.empty((depth, n_samples))
+    squared_norms = np.einsum("ij,ij->i", X, X) / n_features
+    variance = weight_var * squared_norms + bias_var
+    nngp[0] = ntk[0] = variance
+    if eval_gradient:
+        nngp_gradient = np.empty((depth, n_samples, 2))
+        ntk_gradient = np.empty((depth, n_samples, 2))
+        d_variance = np.stack([np.full(n_samples, 2.0 * bias_var), 2.0 * (variance - bias_var)])
+        d_ntk = d_variance.copy()
+        nngp_gradient[0] = ntk_gradient[0] = d_variance.T
+    for layer in range(1, depth):
+        if eval_gradient:
+            k, kdot, dk, dkdot = activation.dual_diag_jvp(variance, d_variance)
+        else:
+            k, kdot = activation.dual_diag(variance)
+        new_variance = weight_var * k + bias_var
+        slope = weight_var * kdot
+        if eval_gradient:
+            d_new_variance = weight_var * dk
+            d_new_variance[0] += 2.0 * bias_var
+            d_new_variance[1] += 2.0 * weight_var * k
+            d_slope = weight_var * dkdot
+            d_slope[1] += 2.0 * slope
+            d_ntk = d_ntk * slope + ntk[layer - 1] * d_slope + d_new_variance
+            d_variance = d_new_variance
+            nngp_gradient[layer] = d_variance.T
+            ntk_gradient[layer] = d_ntk.T
+        ntk[layer] = ntk[layer - 1] * slope + new_variance
+        nngp[layer] = variance = new_variance
+    if eval_gradient:
+        return Diagonals(nngp, ntk, nngp_gradient, ntk_gradient)
+    return Diagonals(nngp, ntk)
+
+
+def _tile(
+    X_rows, Y_cols, rows_by_layer, cols_by_layer, d_rows_by_layer, d_cols_by_layer,
+    *, depth, activation, weight_var, bias_var, want_nngp, want_ntk, all_depths,
+    eval_gradient,
+):
+    """Run one tile through every layer; return its requested matrices.
+
+    ``rows_by_layer[l]`` are the activation's per-point features of the row
+    points at layer l + 1 (and ``d_rows_by_layer[l]`` the tangents of their
+    variances, shape (2, n_rows)).
+    """
+    n_features = X_rows.shape[1]
+    gram = X_rows @ Y_cols.T
+    gram *= weight_var / n_features
+    nngp = gram
+    nngp += bias_var
+    ntk = nngp.copy() if want_ntk and depth > 1 else nngp
+    if eval_gradient:
+        d_nngp = np.empty((2,) + nngp.shape)
+        d_nngp[0] = 2.0 * bias_var
+        np.subtract(nngp, bias_var, out=d_nngp[1])
+        d_nngp[1] *= 2.0
+        d_ntk = d_nngp.copy() if want_ntk and depth > 1 else d_nngp
+
+    n_kept = depth if all_depths else 1
+    out = {}
+    if want_nngp:
+        out["nngp"] = np.empty((n_kept,) + nngp.shape)
+    if want_ntk:
+        out["ntk"] = np.empty((n_kept,) + nngp.shape)
+    if eval_gradient:
+        if want_nngp:
+            out["nngp_gradient"] = np.empty((n_kept, 2) + nngp.shape)
+        if want_ntk:
+            out["ntk_gradient"] = np.empty((n_kept, 2) + nngp.shape)
+
+    def keep(layer):
+        index = layer if all_depths else 0
+        if want_nngp:
+            out["nngp"][index] = nngp
+        if want_ntk:
+            out["ntk"][index] = ntk
+        if eval_gradient:
+            if want_nngp:
+                out["nngp_gradient"][index] = d_nngp
+            if want_ntk:
+                out["ntk_gradient"][index] = d_ntk
+
+    if all_depths or depth == 1:
+        keep(0)
+    for layer in range(1, depth):
+        rows, cols = rows_by_layer[layer - 1], cols_by_layer[layer - 1]
+        if eval_gradient:
+            k, kdot, dk, dkdot = activation.dual_jvp(
+                rows, cols, nngp,
+                d_rows_by_layer[layer - 1], d_cols_by_layer[layer - 1], d_nngp,
+            )
+        else:
+            k, kdot = activation.dual(rows, cols, nngp)
+        # kdot becomes the slope Σ̇ and k the new Σ, both in place.
+        slope = kdot
+        slope *= weight_var
+        if want_ntk and eval_gradient:
+            d_slope = dkdot
+            d_slope *= weight_var
+            d_slope[1] += 2.0 * slope
+            d_ntk *= slope
+            d_ntk += ntk[None] * d_slope
+        if eval_gradient:
+            d_new = dk
+            d_new *= weight_var
+            d_new[0] += 2.0 * bias_var
+            d_new[1] += 2.0 * weight_var * k
+            d_nngp = d_new
+            if want_ntk:
+                d_ntk += d_nngp
+        nngp = k
+        nngp *= weight_var
+        nngp += bias_var
+        if want_ntk:
+            ntk *= slope
+            ntk += nngp
+        if all_depths or layer == depth - 1:
+            keep(layer)
+    return out
+
+
+def kernel_matrices(
+    X, Y=None, *, depth, activation, beta, weight_std, kernel="ntk",
+    all_depths=False, eval_gradient=False, n_jobs=None, tile_size=TILE_SIZE,
+):
+    """NNGP and/or NTK Gram matrices of X against Y (or X against itself).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_x, n_features)
+    Y : ndarray of shape (n_y, n_features), default=None
+        None means Y = X; then only tiles on or above the diagonal are
+        computed and the diagonal equals :func:`diagonal` exactly.
+    depth : int
+        Number of dense layers L >= 1.
+    activation : str, callable or Activation
+    beta, weight_std : float
+        Bias and weight standard deviations.
+    kernel : {"ntk", "nngp", "both"}
+        Which matrices to return.
+    all_depths : bool
+        Return every depth 1..L (leading axis of length L) from the same pass.
+    eval_gradient : bool
+        Also return derivatives with respect to (log β, log σ_w).
+    n_jobs : int, default=None
+        Number of joblib workers over tiles (threads by default; numpy
+        releases the GIL in the tile arithmetic).
+    tile_size : int
+
+    Returns
+    -------
+    kernels : Kernels
+    """
+    activation = get_activation(activation)
+    symmetric = Y is None
+    if symmetric:
+        Y = X
+    want_nngp = kernel in ("nngp", "both")
+    want_ntk = kernel in ("ntk", "both")
+    weight_var, bias_var = float(weight_std) ** 2, float(beta) ** 2
+    params = dict(depth=depth, activation=activation, beta=beta, weight_std=weight_std,
+                  eval_gradient=eval_gradient)
+    diag_x = diagonal(X, **params)
+    diag_y = diag_x if symmetric else diagonal(Y, **params)
+
+    # Per-point features of each layer's input variances, for rows and columns.
+    rows_by_layer, cols_by_layer = [], []
+    for layer in range(depth - 1):
+        if symmetric:
+            (features,) = activation.prepare([diag_x.nngp[layer]], eval_gradient)
+            rows_by_layer.append(features)
+            cols_by_layer.append(features)
+        else:
+            rows, cols = activation.prepare(
+                [diag_x.nngp[layer], diag_y.nngp[layer]], eval_gradient
+            )
+            rows_by_layer.append(rows)
+            cols_by_layer.append(cols)
+    if eval_gradient:
+        d_x = [diag_x.nngp_gradient[layer].T for layer in range(depth - 1)]
+        d_y = [diag_y.nngp_gradient[layer].T for layer in range(depth - 1)]
+    else:
+        d_x = d_y = [None] * (depth - 1)
+
+    n_x, n_y = X.shape[0], Y.shape[0]
+    n_kept = depth if all_depths else 1
+    outputs = {}
+    names = [name for name, wanted in (("nngp", want_nngp), ("ntk", want_ntk)) if wanted]
+    for name in names:
+        outputs[name] = np.empty((n_kept, n_x, n_y))
+        if eval_gradient:
+            outputs[name + "_gradient"] = np.empty((n_kept, n_x, n_y, 2))
+
+    def bounds(n):
+        return [(start, min(start + tile_size, n)) for start in range(0, n, tile_size)]
+
+    tiles = [
+        (rows, cols)
+        for i, rows in enumerate(bounds(n_x))
+        for j, cols in enumerate(bounds(n_y))
+        if not symmetric or j >= i
+    ]
+
+    def take(features, start, stop):
+        return tuple(part[start:stop] for part in features)
+
+    def task(rows, cols):
+        (r0, r1), (c0, c1) = rows, cols
+        return _tile(
+            X[r0:r1], Y[c0:c1],
+            [take(features, r0, r1) for features in rows_by_layer],
+            [take(features, c0, c1) for features in cols_by_layer],
+            [None if d is None else d[:, r0:r1] for d in d_x],
+            [None if d is None else d[:, c0:c1] for d in d_y],
+            depth=depth, activation=activation, weight_var=weight_var,
+            bias_var=bias_var, want_nngp=want_nngp, want_ntk=want_ntk,
+            all_depths=all_depths, eval_gradient=eval_gradient,
+        )
+
+    results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+        delayed(task)(rows, cols) for rows, cols in tiles
+    )
+    for (rows, cols), tile in zip(tiles, results):
+        (r0, r1), (c0, c1) = rows, cols
+        for key, values in tile.items():
+            if key.endswith("_gradient"):
+                values = np.moveaxis(values, 1, -1)
+            if symmetric and r0 == c0:
+                # A tile on the diagonal is computed whole: keep its upper half.
+                lower = np.tril_indices(r1 - r0, -1)
+                values[:, lower[0], lower[1]] = values[:, lower[1], lower[0]]
+            outputs[key][:, r0:r1, c0:c1] = values
+            if symmetric and r0 != c0:
+                outputs[key][:, c0:c1, r0:r1] = np.swapaxes(values, 1, 2)
+
+    if symmetric:
+        # The diagonal is exactly diagonal(X), so K(X)[i, i] == diag(X)[i].
+        layers = range(depth) if all_depths else [depth - 1]
+        for key, values in outputs.items():
+            source = getattr(diag_x, key)
+            for index, layer in enumerate(layers):
+                flat = values[index].reshape(n_x * n_x, -1)
+                flat[:: n_x + 1] = source[layer].reshape(n_x, -1)
+
+    result = Kernels()
+    for key, values in outputs.items():
+        setattr(result, key, values if all_depths else values[0])
+    return result
