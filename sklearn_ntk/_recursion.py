@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
+from threadpoolctl import threadpool_limits
 
 from ._activations import get_activation
 
@@ -305,21 +306,14 @@ def kernel_matrices(
             all_depths=all_depths, eval_gradient=eval_gradient,
         )
 
-    results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-        delayed(task)(rows, cols) for rows, cols in tiles
-    )
-    for (rows, cols), tile in zip(tiles, results):
-        (r0, r1), (c0, c1) = rows, cols
-        for key, values in tile.items():
-            if key.endswith("_gradient"):
-                values = np.moveaxis(values, 1, -1)
-            if symmetric and r0 == c0:
-                # A tile on the diagonal is computed whole: keep its upper half.
-                lower = np.tril_indices(r1 - r0, -1)
-                values[:, lower[0], lower[1]] = values[:, lower[1], lower[0]]
-            outputs[key][:, r0:r1, c0:c1] = values
-            if symmetric and r0 != c0:
-                outputs[key][:, c0:c1, r0:r1] = np.swapaxes(values, 1, 2)
+    # Multi-threaded BLAS on tile-sized products costs more than it gains, and
+    # its idle threads spin on the cores the tile arithmetic needs: parallelism
+    # comes from n_jobs over tiles instead.
+    with threadpool_limits(limits=1, user_api="blas"):
+        results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+            delayed(task)(rows, cols) for rows, cols in tiles
+        )
+        _collect(tiles, results, outputs, symmetric)
 
     if symmetric:
         # The diagonal is exactly diagonal(X), so K(X)[i, i] == diag(X)[i].
@@ -334,3 +328,19 @@ def kernel_matrices(
     for key, values in outputs.items():
         setattr(result, key, values if all_depths else values[0])
     return result
+
+
+def _collect(tiles, results, outputs, symmetric):
+    """Write each tile (and, for K(X, X), its mirror image) into the outputs."""
+    for (rows, cols), tile in zip(tiles, results):
+        (r0, r1), (c0, c1) = rows, cols
+        for key, values in tile.items():
+            if key.endswith("_gradient"):
+                values = np.moveaxis(values, 1, -1)
+            if symmetric and r0 == c0:
+                # A tile on the diagonal is computed whole: keep its upper half.
+                lower = np.tril_indices(r1 - r0, -1)
+                values[:, lower[0], lower[1]] = values[:, lower[1], lower[0]]
+            outputs[key][:, r0:r1, c0:c1] = values
+            if symmetric and r0 != c0:
+                outputs[key][:, c0:c1, r0:r1] = np.swapaxes(values, 1, 2)
