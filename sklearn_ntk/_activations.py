@@ -31,6 +31,7 @@ import numpy as np
 from scipy.special import erf, expit, roots_hermite
 
 _TWO_PI = 2.0 * np.pi
+_SNAP_TO_ONE = 1.0 - 8.0 * np.finfo(float).eps
 
 
 def _inverse_sqrt(q):
@@ -54,6 +55,10 @@ def _correlation(q_rows, q_cols, cov):
     rho = np.multiply(cov, inverse_rows[:, None])
     rho *= inverse_cols[None, :]
     np.clip(rho, -1.0, 1.0, out=rho)
+    # Duplicated or rescaled points have |rho| = 1 exactly, but rounding leaves
+    # 1 - O(eps), and arccos amplifies that to an angle of ~sqrt(eps) = 1e-8.
+    # Within a few ulps of ±1 the angle is not resolvable anyway: snap it.
+    np.copysign(1.0, rho, out=rho, where=np.abs(rho) >= _SNAP_TO_ONE)
     return rho
 
 

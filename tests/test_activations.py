@@ -1,0 +1,210 @@
+"""The dual kernels E[σ(u)σ(v)] and E[σ'(u)σ'(v)] of every activation.
+
+Three independent routes must agree:
+
+* the closed forms (relu, leaky_relu, abs, erf, identity, gelu, sin, cos);
+* the numerical path (Hermite/Mehler series with Gauss–Hermite coefficients)
+  applied to the same σ, accurate to ~1e-9 relative for smooth σ;
+* scipy's adaptive 2-D integration of the Gaussian integral itself
+  (``dblquad``, absolute tolerance 1e-11; we allow 1e-8).
+"""
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from sklearn_ntk._activations import (
+    ACTIVATIONS,
+    QuadratureActivation,
+    get_activation,
+)
+
+# (q11, q22, q12): moderate, strongly correlated, anti-correlated, unequal
+# variances, large variance, and independent pre-activations.
+COVARIANCES = [
+    (1.0, 1.0, 0.3),
+    (0.5, 0.7, 0.59),
+    (1.2, 0.8, -0.9),
+    (0.3, 2.0, 0.2),
+    (3.0, 2.5, 2.0),
+    (0.8, 0.6, 0.0),
+]
+SMOOTH_CLOSED_FORMS = ["erf", "identity", "gelu", "sin", "cos"]
+KINKED_CLOSED_FORMS = ["relu", "leaky_relu", "abs"]
+NUMERICAL = ["tanh", "sigmoid", "softplus"]
+
+
+def _dual(activation, q11, q22, q12):
+    activation = get_activation(activation)
+    rows, cols = activation.prepare([np.array([q11]), np.array([q22])])
+    k, kdot = activation.dual(rows, cols, np.array([[q12]]))
+    return k[0, 0], kdot[0, 0]
+
+
+def _integrate_2d(g, h, q11, q22, q12):
+    """E[g(u) h(v)] by nested adaptive scipy quadrature over z1, z2 ~ N(0, 1).
+
+    u = a z1 and v = b z1 + c z2; the breakpoints u = 0 and v = 0 tell QUADPACK
+    where relu-like kinks and steps sit, so it converges to ~1e-12 there too.
+    """
+    a = np.sqrt(q11)
+    b = q12 / a
+    c = np.sqrt(max(q22 - b * b, 0.0))
+    bound = 10.0
+
+    def inner(z1):
+        weight = np.exp(-0.5 * z1 * z1) / np.sqrt(2.0 * np.pi)
+        if c < 1e-12:
+            return weight * g(a * z1) * h(b * z1)
+        kink = -b * z1 / c
+        points = [kink] if abs(kink) < bound else None
+        value, _ = integrate.quad(
+            lambda z2: h(b * z1 + c * z2) * np.exp(-0.5 * z2 * z2),
+            -bound, bound, points=points, epsabs=1e-13, epsrel=1e-12, limit=200,
+        )
+        return weight * g(a * z1) * value / np.sqrt(2.0 * np.pi)
+
+    value, _ = integrate.quad(inner, -bound, bound, points=[0.0], epsabs=1e-12,
+                              epsrel=1e-12, limit=200)
+    return value
+
+
+def _as_quadrature(name):
+    """The numerical path applied to a closed-form activation's σ and σ'."""
+    closed = get_activation(name)
+
+    def derivatives(x, order):
+        return closed.function(x) if order == 0 else closed.derivative(x)
+
+    return QuadratureActivation(name, derivatives)
+
+
+@pytest.mark.parametrize("name", SMOOTH_CLOSED_FORMS)
+@pytest.mark.parametrize("q11, q22, q12", COVARIANCES)
+def test_smooth_closed_forms_match_hermite_quadrature(name, q11, q22, q12):
+    expected = _dual(_as_quadrature(name), q11, q22, q12)
+    actual = _dual(name, q11, q22, q12)
+    np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", SMOOTH_CLOSED_FORMS + KINKED_CLOSED_FORMS + NUMERICAL)
+@pytest.mark.parametrize("q11, q22, q12", COVARIANCES[:4])
+def test_duals_match_scipy_2d_integration(name, q11, q22, q12):
+    activation = get_activation(name)
+    expected = (
+        _integrate_2d(activation.function, activation.function, q11, q22, q12),
+        _integrate_2d(activation.derivative, activation.derivative, q11, q22, q12),
+    )
+    np.testing.assert_allclose(_dual(name, q11, q22, q12), expected, rtol=1e-8, atol=1e-9)
+
+
+def test_kinked_activations_are_why_closed_forms_exist():
+    # On relu's kink the Hermite coefficients decay like k^(-3/4): the
+    # numerical path cannot reach its tolerance and says so instead of
+    # returning an inaccurate value.
+    with pytest.raises(ValueError, match="did not reach relative accuracy"):
+        _dual(_as_quadrature("relu"), 1.0, 1.0, 0.5)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_diagonal_duals_are_the_limit_of_perfect_correlation(name):
+    activation = get_activation(name)
+    q = np.array([0.3, 1.0, 2.5])
+    k, kdot = activation.dual_diag(q)
+    for index, variance in enumerate(q):
+        expected = (
+            _integrate_2d(activation.function, activation.function, variance, variance,
+                          variance),
+            _integrate_2d(activation.derivative, activation.derivative, variance,
+                          variance, variance),
+        )
+        np.testing.assert_allclose((k[index], kdot[index]), expected, rtol=1e-8,
+                                   atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_jacobian_vector_products_match_central_differences(name):
+    activation = get_activation(name)
+    q11, q22, q12 = np.array([0.9, 1.4]), np.array([0.7, 1.1, 2.0]), None
+    cov = np.array([[0.4, -0.2, 0.7], [0.1, 0.9, -1.2]])
+    rng = np.random.default_rng(0)
+    d11, d22, d12 = rng.normal(size=(2, 2)), rng.normal(size=(2, 3)), rng.normal(
+        size=(2, 2, 3)
+    )
+    rows, cols = activation.prepare([q11, q22], eval_gradient=True)
+    _, _, dk, dkdot = activation.dual_jvp(rows, cols, cov, d11, d22, d12)
+    step = 1e-6
+    for direction in range(2):
+        shifted = []
+        for sign in (1.0, -1.0):
+            a = q11 + sign * step * d11[direction]
+            b = q22 + sign * step * d22[direction]
+            r, c = activation.prepare([a, b])
+            shifted.append(activation.dual(r, c, cov + sign * step * d12[direction]))
+        fd_k = (shifted[0][0] - shifted[1][0]) / (2 * step)
+        fd_kdot = (shifted[0][1] - shifted[1][1]) / (2 * step)
+        np.testing.assert_allclose(dk[direction], fd_k, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(dkdot[direction], fd_kdot, rtol=1e-6, atol=1e-7)
+    assert q12 is None
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_diagonal_jvp_matches_central_differences(name):
+    activation = get_activation(name)
+    q = np.array([0.2, 1.0, 3.0])
+    dq = np.array([[1.0, -0.5, 2.0], [0.3, 0.7, -1.0]])
+    _, _, dk, dkdot = activation.dual_diag_jvp(q, dq)
+    step = 1e-6
+    for direction in range(2):
+        plus = activation.dual_diag(q + step * dq[direction])
+        minus = activation.dual_diag(q - step * dq[direction])
+        np.testing.assert_allclose(dk[direction], (plus[0] - minus[0]) / (2 * step),
+                                   rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(dkdot[direction], (plus[1] - minus[1]) / (2 * step),
+                                   rtol=1e-6, atol=1e-8)
+
+
+def test_hermite_series_length_adapts_to_the_variance():
+    tanh = get_activation("tanh")
+    short = tanh.prepare([np.array([0.5])])[0][1].shape[-1]
+    long = tanh.prepare([np.array([4.0])])[0][1].shape[-1]
+    # The strip of analyticity of tanh(sqrt(q) z) narrows like 1/sqrt(q).
+    assert long > 3 * short
+
+
+def test_extreme_variance_raises_a_clear_error():
+    with pytest.raises(ValueError, match="standardise the inputs"):
+        get_activation("tanh").prepare([np.array([1e4])])
+
+
+def test_callable_activation_matches_its_named_twin():
+    rows_named = _dual("tanh", 1.0, 0.5, 0.3)
+    rows_callable = _dual(np.tanh, 1.0, 0.5, 0.3)
+    np.testing.assert_allclose(rows_callable, rows_named, rtol=1e-9)
+
+
+def test_zero_variance_uses_a_right_angle():
+    # A zero input with beta = 0: the correlation is undefined and counted
+    # as 0 (angle π/2), as in neural-tangents; no NaN.
+    k, kdot = _dual("relu", 0.0, 1.0, 0.0)
+    assert k == 0.0 and kdot == 0.25
+
+
+def test_correlations_rounding_past_one_are_clipped():
+    k, kdot = _dual("relu", 1.0, 1.0, 1.0 + 1e-15)
+    assert np.isfinite(k) and np.isfinite(kdot)
+    np.testing.assert_allclose((k, kdot), (0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    "activation, error, message",
+    [
+        ("swish", ValueError, "Unknown activation 'swish'"),
+        (3, TypeError, "activation must be a string or a callable"),
+        (lambda x: np.log(x), ValueError, "finite values of the same shape"),
+        (lambda x: x[0], ValueError, "same shape"),
+    ],
+)
+def test_bad_activations_are_named(activation, error, message):
+    with pytest.raises(error, match=message):
+        get_activation(activation)
