@@ -1,0 +1,408 @@
+"""Tests of NTKRegressor, NNGPRegressor and NTKClassifier."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+from joblib import Memory
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn import config_context
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import sklearn_ntk._estimators as estimators_module
+from sklearn_ntk import NNGP, NTK, NNGPRegressor, NTKClassifier, NTKRegressor
+from sklearn_ntk._estimators import SingularKernelWarning
+
+DATA = Path(__file__).parent / "data" / "neural_tangents_reference.npz"
+REGRESSORS = [NTKRegressor, NNGPRegressor]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    with np.load(DATA) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 4))
+    y = np.sin(X[:, 0]) + 0.5 * X[:, 1] * X[:, 2]
+    X_test = rng.normal(size=(9, 4))
+    return X, y, X_test
+
+
+def relative_error(actual, expected):
+    return np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
+
+
+# -- correctness against outside oracles ---------------------------------------
+
+
+@pytest.mark.parametrize("mode, Estimator", [("ntk", NTKRegressor), ("nngp", NNGPRegressor)])
+@pytest.mark.parametrize("time", ["5.0", "None"])
+def test_matches_neural_tangents_ensemble(reference, mode, Estimator, time):
+    """Mean and covariance equal gradient_descent_mse_ensemble to 1e-8 relative."""
+    key = f"ens|{mode}|relu|3|0.1|1.0|0.0001|{time}|"
+    t = np.inf if time == "None" else float(time)
+    reg = Estimator(depth=3, beta=0.1, learning_rate=1.0, alpha=1e-4, t=t)
+    reg.fit(reference["Xtr"], reference["ytr"])
+    mean, cov = reg.predict(reference["Xte"], return_cov=True)
+    assert relative_error(mean, reference[key + "mean"]) < 1e-8
+    assert relative_error(cov, reference[key + "cov"]) < 1e-8
+    mean_std, std = reg.predict(reference["Xte"], return_std=True)
+    assert_allclose(mean_std, mean, rtol=1e-12, atol=1e-14)
+    assert_allclose(std, np.sqrt(np.diag(reference[key + "cov"])), rtol=1e-8)
+
+
+@pytest.mark.parametrize("alpha", [1e-10, 1e-2, 0.5])
+def test_nngp_regressor_is_gaussian_process_posterior(problem, alpha):
+    X, y, X_test = problem
+    kernel = NNGP(depth=3, activation="erf", beta=0.2, weight_std=1.3)
+    gpr = GaussianProcessRegressor(kernel=kernel, alpha=alpha, optimizer=None)
+    gpr.fit(X, y)
+    reg = NNGPRegressor(depth=3, activation="erf", beta=0.2, weight_std=1.3, alpha=alpha)
+    reg.fit(X, y)
+    for options in [{"return_std": True}, {"return_cov": True}]:
+        expected_mean, expected_spread = gpr.predict(X_test, **options)
+        mean, spread = reg.predict(X_test, **options)
+        assert_allclose(mean, expected_mean, rtol=1e-9, atol=1e-12)
+        assert_allclose(spread, expected_spread, rtol=1e-8, atol=1e-12)
+
+
+def test_ntk_regressor_at_infinity_is_kernel_regression(problem):
+    X, y, X_test = problem
+    kernel = NTK(depth=4, beta=0.3)
+    expected = kernel(X_test, X) @ np.linalg.solve(kernel(X) + 1e-3 * np.eye(len(X)), y)
+    reg = NTKRegressor(depth=4, beta=0.3, alpha=1e-3).fit(X, y)
+    assert_allclose(reg.predict(X_test), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+def test_finite_time_mean_matches_matrix_exponential(problem, Estimator):
+    """Check the spectral formula against expm of the training kernel."""
+    X, y, X_test = problem
+    reg = Estimator(depth=2, t=7.0, learning_rate=0.3, alpha=1e-3).fit(X, y)
+    kind = NTK if Estimator is NTKRegressor else NNGP
+    K = kind(depth=2)(X) + 1e-3 * np.eye(len(X))
+    c = 0.3 * 7.0 / len(X)
+    # (I − e^{−cK}) K⁻¹ y
+    weights = np.linalg.solve(K, y - scipy.linalg.expm(-c * K) @ y)
+    assert_allclose(reg.predict(X_test), kind(depth=2)(X_test, X) @ weights, rtol=1e-9)
+
+
+# -- dynamics ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+def test_time_zero_is_prior(problem, Estimator):
+    X, y, X_test = problem
+    reg = Estimator(depth=3, t=0.0).fit(X, y)
+    mean, cov = reg.predict(X_test, return_cov=True)
+    assert_array_equal(mean, 0.0)
+    assert_allclose(cov, NNGP(depth=3)(X_test), rtol=1e-12, atol=1e-15)
+    _, std = reg.predict(X_test, return_std=True)
+    assert_allclose(std, np.sqrt(NNGP(depth=3).diag(X_test)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+def test_training_loss_never_increases(problem, Estimator):
+    X, y, _ = problem
+    times = np.concatenate([[0.0], np.geomspace(1e-2, 1e6, 60), [np.inf]])
+    reg = Estimator(depth=3, t=1.0, alpha=0.0).fit(X, y)
+    losses = ((reg.staged_predict(X, times) - y) ** 2).mean(axis=1)
+    assert np.all(np.diff(losses) <= 1e-12 * losses[0])
+    assert losses[-1] < 1e-6 * losses[0]
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+@pytest.mark.parametrize("fitted_t", [np.inf, 2.0])
+def test_staged_predict_equals_predict(problem, Estimator, fitted_t):
+    X, y, X_test = problem
+    times = [0.0, 0.5, 3.0, 40.0, np.inf]
+    reg = Estimator(depth=2, t=fitted_t, alpha=1e-6).fit(X, y)
+    staged = reg.staged_predict(X_test, times)
+    staged_mean, staged_std = reg.staged_predict(X_test, times, return_std=True)
+    staged_mean_c, staged_cov = reg.staged_predict(X_test, times, return_cov=True)
+    assert staged.shape == (len(times), len(X_test))
+    assert_allclose(staged_mean, staged)
+    assert_allclose(staged_mean_c, staged)
+    for i, t in enumerate(times):
+        single = clone(reg).set_params(t=t).fit(X, y)
+        mean, std = single.predict(X_test, return_std=True)
+        _, cov = single.predict(X_test, return_cov=True)
+        # t = inf is a Cholesky solve in predict, an eigensolve in the path.
+        rtol = 1e-6 if np.isinf(t) else 1e-10
+        assert_allclose(staged[i], mean, rtol=rtol, atol=1e-9)
+        assert_allclose(staged_std[i], std, rtol=rtol, atol=1e-9)
+        assert_allclose(staged_cov[i], cov, rtol=rtol, atol=1e-9)
+
+
+def test_large_time_converges_to_infinity(problem):
+    X, y, X_test = problem
+    converged = NTKRegressor(alpha=1e-2).fit(X, y).predict(X_test, return_std=True)
+    late = NTKRegressor(alpha=1e-2, t=1e9).fit(X, y).predict(X_test, return_std=True)
+    assert_allclose(late[0], converged[0], rtol=1e-8)
+    assert_allclose(late[1], converged[1], rtol=1e-6)
+
+
+def test_learning_rate_scales_time(problem):
+    X, y, X_test = problem
+    a = NTKRegressor(t=6.0, learning_rate=0.5).fit(X, y).predict(X_test)
+    b = NTKRegressor(t=3.0, learning_rate=1.0).fit(X, y).predict(X_test)
+    assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+@pytest.mark.parametrize("t", [np.inf, 4.0])
+def test_multi_output_equals_columnwise(problem, Estimator, t):
+    X, y, X_test = problem
+    Y = np.column_stack([y, np.cos(X[:, 1]), -2.0 * y])
+    reg = Estimator(t=t).fit(X, Y)
+    mean, std = reg.predict(X_test, return_std=True)
+    _, cov = reg.predict(X_test, return_cov=True)
+    assert mean.shape == std.shape == (len(X_test), 3)
+    assert cov.shape == (len(X_test), len(X_test), 3)
+    staged = reg.staged_predict(X_test, [1.0, t])
+    assert staged.shape == (2, len(X_test), 3)
+    for k in range(3):
+        column = Estimator(t=t).fit(X, Y[:, k])
+        column_mean, column_std = column.predict(X_test, return_std=True)
+        assert_allclose(mean[:, k], column_mean, rtol=1e-10, atol=1e-12)
+        assert_allclose(std[:, k], column_std, rtol=1e-10)
+        assert_allclose(cov[..., k], column.predict(X_test, return_cov=True)[1])
+    assert_allclose(staged[1], mean)
+    # A one-column 2-D target gives GaussianProcessRegressor's shapes.
+    one = Estimator(t=t).fit(X, Y[:, :1])
+    assert one.predict(X_test).shape == (len(X_test),)
+    assert one.predict(X_test, return_std=True)[1].shape == (len(X_test),)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+@pytest.mark.parametrize("t", [np.inf, 4.0])
+def test_predict_in_chunks_without_test_by_test_matrix(problem, Estimator, t, monkeypatch):
+    X, y, _ = problem
+    X_test = np.random.default_rng(1).normal(size=(400, 4))
+    reg = Estimator(t=t).fit(X, y)
+    expected_mean, expected_std = reg.predict(X_test, return_std=True)
+    calls = []
+    original = estimators_module.kernel_matrices
+
+    def recording(A, B=None, **kwargs):
+        calls.append((len(A), None if B is None else len(B)))
+        return original(A, B, **kwargs)
+
+    monkeypatch.setattr(estimators_module, "kernel_matrices", recording)
+    # 30 training points × 8 bytes × ~5 temporaries ≈ 1 kB a row: ~100 rows.
+    with config_context(working_memory=0.1):
+        mean, std = reg.predict(X_test, return_std=True)
+    assert len(calls) > 3
+    assert all(n_y == len(X) and n_x < len(X_test) for n_x, n_y in calls)
+    assert_allclose(mean, expected_mean, rtol=1e-12)
+    assert_allclose(std, expected_std, rtol=1e-12)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+def test_singular_kernel_at_infinity_falls_back_with_warning(Estimator):
+    # A linear network (depth 1) has a rank-3 kernel on 12 points.
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(12, 2))
+    X = np.vstack([X, X])  # and duplicated points
+    y = np.concatenate([X[:12, 0], X[:12, 0]])
+    reg = Estimator(depth=1, alpha=0.0)
+    with pytest.warns(SingularKernelWarning, match="increase alpha"):
+        reg.fit(X, y)
+    mean, std = reg.predict(X, return_std=True)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(std))
+    # The minimum-norm interpolant of a linear target is the target.
+    assert_allclose(mean, y, atol=1e-8)
+    assert_allclose(mean, reg.staged_predict(X, [np.inf])[0], atol=1e-8)
+
+
+def test_memory_caches_kernel_and_decomposition(problem, tmp_path, monkeypatch):
+    """A search over t computes one kernel and one decomposition per fold."""
+    X, y, _ = problem
+    counts = {"kernel": 0, "eigh": 0, "cholesky": 0}
+    kernel_matrices, eigh, cho_factor = (
+        estimators_module.kernel_matrices, scipy.linalg.eigh, scipy.linalg.cho_factor,
+    )
+
+    def counting_kernel(A, B=None, **kwargs):
+        counts["kernel"] += B is None  # training kernels only, not predictions
+        return kernel_matrices(A, B, **kwargs)
+
+    def counting_eigh(*args, **kwargs):
+        counts["eigh"] += 1
+        return eigh(*args, **kwargs)
+
+    def counting_cholesky(*args, **kwargs):
+        counts["cholesky"] += 1
+        return cho_factor(*args, **kwargs)
+
+    monkeypatch.setattr(estimators_module, "kernel_matrices", counting_kernel)
+    monkeypatch.setattr(scipy.linalg, "eigh", counting_eigh)
+    monkeypatch.setattr(scipy.linalg, "cho_factor", counting_cholesky)
+    grid = {"depth": [1, 3], "t": [0.5, 5.0, 50.0, np.inf]}
+    cv = KFold(3, shuffle=True, random_state=0)
+
+    def search(memory):
+        counts.update(kernel=0, eigh=0, cholesky=0)
+        gs = GridSearchCV(NTKRegressor(memory=memory), grid, cv=cv, refit=False)
+        return gs.fit(X, y).cv_results_["mean_test_score"], dict(counts)
+
+    plain_scores, plain_counts = search(None)
+    assert plain_counts == {"kernel": 24, "eigh": 18, "cholesky": 6}
+    cached_scores, cached_counts = search(str(tmp_path / "cache"))
+    assert cached_counts == {"kernel": 6, "eigh": 6, "cholesky": 6}
+    assert_array_equal(cached_scores, plain_scores)
+    # A second search, or another alpha, reuses what is cached.
+    # (A str location, as check_memory builds from a path: joblib 1.6 puts a
+    # Path location's cache in a different directory.)
+    memory = Memory(str(tmp_path / "cache"), verbose=0)
+    again_scores, again_counts = search(memory)
+    assert again_counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
+    assert_array_equal(again_scores, plain_scores)
+    counts.update(kernel=0, eigh=0, cholesky=0)
+    NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
+    assert counts == {"kernel": 1, "eigh": 1, "cholesky": 0}
+    counts.update(kernel=0, eigh=0, cholesky=0)
+    NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
+    NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, -y)  # targets not in the key
+    assert counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
+
+
+# -- the scikit-learn API ------------------------------------------------------
+
+
+@parametrize_with_checks(
+    [
+        NTKRegressor(),
+        NNGPRegressor(),
+        NTKClassifier(),
+        # Finite t: early stopping, long enough to fit the checks' data.
+        NTKRegressor(t=1e4, depth=2),
+        NNGPRegressor(t=1e4, activation="erf"),
+        NTKClassifier(t=1e3),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS + [NTKClassifier])
+def test_pickle_and_clone(problem, Estimator):
+    X, y, X_test = problem
+    if Estimator is NTKClassifier:
+        y = np.where(y > 0, "up", "down")
+    est = Estimator(depth=2, t=3.0, alpha=1e-4).fit(X, y)
+    restored = pickle.loads(pickle.dumps(est))
+    assert_array_equal(restored.predict(X_test), est.predict(X_test))
+    cloned = clone(est)
+    assert cloned.get_params() == est.get_params()
+    assert not hasattr(cloned, "X_train_")
+    assert_array_equal(cloned.fit(X, y).predict(X_test), est.predict(X_test))
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS + [NTKClassifier])
+def test_grid_search_with_and_without_memory(problem, Estimator, tmp_path):
+    X, y, _ = problem
+    if Estimator is NTKClassifier:
+        y = (y > 0).astype(int)
+    grid = {"ntkestimator__depth": [1, 2, 4], "ntkestimator__t": [0.1, 10.0, np.inf]}
+    results = []
+    for memory in [None, str(tmp_path)]:
+        pipe = make_pipeline(StandardScaler(), Estimator(memory=memory))
+        pipe.steps[-1] = ("ntkestimator", pipe.steps[-1][1])
+        search = GridSearchCV(pipe, grid, cv=3).fit(X, y)
+        results.append(search)
+    plain, cached = results
+    assert plain.best_params_ == cached.best_params_
+    assert_array_equal(
+        plain.cv_results_["mean_test_score"], cached.cv_results_["mean_test_score"]
+    )
+    assert_array_equal(plain.predict(X), cached.predict(X))
+
+
+def test_classifier_encoding(problem):
+    X, y, X_test = problem
+    labels = np.array(["a", "b", "c"])[np.digitize(y, [-0.5, 0.5])]
+    clf = NTKClassifier(depth=2, t=20.0).fit(X, labels)
+    assert_array_equal(clf.classes_, ["a", "b", "c"])
+    encoded = np.where(labels[:, None] == clf.classes_[None, :], 1.0, -1.0)
+    reg = NTKRegressor(depth=2, t=20.0).fit(X, encoded)
+    scores = clf.decision_function(X_test)
+    assert_allclose(scores, reg.predict(X_test))
+    assert_array_equal(clf.predict(X_test), clf.classes_[scores.argmax(axis=1)])
+    staged = clf.staged_predict(X_test, [0.0, 20.0])
+    assert_array_equal(staged[0], "a")  # untrained: every score is 0
+    assert_array_equal(staged[1], clf.predict(X_test))
+    # Binary: one output, +1 for classes_[1].
+    binary = NTKClassifier(depth=2).fit(X, y > 0)
+    scores = binary.decision_function(X_test)
+    assert scores.shape == (len(X_test),)
+    assert_allclose(scores, NTKRegressor(depth=2).fit(X, np.where(y > 0, 1.0, -1.0)).predict(X_test))
+    assert_array_equal(binary.predict(X_test), scores > 0)
+    assert binary.score(X, y > 0) == 1.0
+
+
+# -- bad input -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS + [NTKClassifier])
+@pytest.mark.parametrize(
+    "params",
+    [{"t": -1.0}, {"t": np.nan}, {"depth": 0}, {"beta": -0.1}, {"weight_std": 0.0},
+     {"learning_rate": 0.0}, {"learning_rate": np.inf}, {"alpha": -1.0},
+     {"activation": "swish"}, {"memory": 3}],
+)
+def test_invalid_parameters(problem, Estimator, params):
+    X, y, _ = problem
+    with pytest.raises(InvalidParameterError):
+        Estimator(**params).fit(X, y > 0)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS + [NTKClassifier])
+def test_bad_data(problem, Estimator):
+    X, y, X_test = problem
+    y = y > 0
+    with pytest.raises(NotFittedError):
+        Estimator().predict(X_test)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        Estimator().fit(bad, y)
+    est = Estimator().fit(X, y)
+    with pytest.raises(ValueError, match="NaN"):
+        est.predict(bad)
+    with pytest.raises(ValueError, match="features"):
+        est.predict(X_test[:, :3])
+    with pytest.raises(ValueError, match="times"):
+        est.staged_predict(X_test, [1.0, -2.0])
+    with pytest.raises(ValueError, match="times"):
+        est.staged_predict(X_test, [[1.0]])
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+def test_regressor_rejects_bad_targets(problem, Estimator):
+    X, y, X_test = problem
+    with pytest.raises(ValueError, match="NaN"):
+        Estimator().fit(X, np.where(y > 1, np.nan, y))
+    with pytest.raises(ValueError, match="could not convert string"):
+        Estimator().fit(X, np.where(y > 0, "up", "down"))
+    with pytest.raises(RuntimeError, match="return_std or return_cov"):
+        Estimator().fit(X, y).predict(X_test, return_std=True, return_cov=True)
+
+
+def test_classifier_rejects_continuous_targets(problem):
+    X, y, _ = problem
+    with pytest.raises(ValueError, match="Unknown label type"):
+        NTKClassifier().fit(X, y)
