@@ -145,13 +145,11 @@ class PiecewiseLinearActivation(Activation):
         return k, kdot
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
+        k, kdot = self.dual(rows, cols, cov)
         q_rows, q_cols = rows[0], cols[0]
         rho = _correlation(q_rows, q_cols, cov)
         norm = np.sqrt(q_rows)[:, None] * np.sqrt(q_cols)[None, :]
-        theta = np.arccos(rho)
         sin_theta = np.sqrt((1.0 - rho) * (1.0 + rho))
-        kdot = self._a - self._c * theta
-        k = self._c * norm * sin_theta + kdot * cov
         # Price's theorem gives dk/dq12 = kdot; dk/dq11 = (C/2) sin θ sqrt(q22/q11).
         sqrt_rows, sqrt_cols = np.sqrt(q_rows), np.sqrt(q_cols)
         ratio = np.divide(
@@ -544,11 +542,22 @@ class QuadratureActivation(Activation):
         return coefficients
 
     def prepare(self, variances, eval_gradient=False):
-        orders = (0, 1, 2, 3) if eval_gradient else (0, 1)
         variances = [np.asarray(q, dtype=float) for q in variances]
         q_max = max(float(np.max(q)) for q in variances if q.size)
-        n_terms = self._n_terms(q_max, orders)
-        return [(q, self._coefficients(q, orders, n_terms)) for q in variances]
+        n_terms = self._n_terms(q_max, (0, 1))
+        if not eval_gradient:
+            return [(q, self._coefficients(q, (0, 1), n_terms)) for q in variances]
+        # The derivative families need more terms.  The value families keep
+        # their own series, zero-padded, so that K is bit for bit the same
+        # with and without eval_gradient (trailing zeros leave Horner exact).
+        n_gradient_terms = max(n_terms, self._n_terms(q_max, (2, 3)))
+        features = []
+        for q in variances:
+            coefficients = np.zeros((q.size, 4, n_gradient_terms))
+            coefficients[:, :2, :n_terms] = self._coefficients(q, (0, 1), n_terms)
+            coefficients[:, 2:] = self._coefficients(q, (2, 3), n_gradient_terms)
+            features.append((q, coefficients))
+        return features
 
     @staticmethod
     def _mehler(rho, left, right):

@@ -1,0 +1,204 @@
+"""NTK and NNGP honour the scikit-learn Kernel contract."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_classification, make_regression
+from sklearn.gaussian_process import GaussianProcessClassifier, GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
+from sklearn.kernel_ridge import KernelRidge
+from sklearn.svm import SVC, SVR
+
+from sklearn_ntk import NNGP, NTK
+from sklearn_ntk._activations import ACTIVATIONS
+
+KERNELS = [NTK, NNGP]
+
+
+@pytest.fixture
+def X():
+    return np.random.default_rng(0).standard_normal((12, 3))
+
+
+def _log_space_finite_differences(kernel, X, step=1e-5):
+    theta = kernel.theta
+    gradient = np.empty(X.shape[:1] * 2 + theta.shape)
+    for index in range(theta.size):
+        plus, minus = theta.copy(), theta.copy()
+        plus[index] += step
+        minus[index] -= step
+        gradient[..., index] = (
+            kernel.clone_with_theta(plus)(X) - kernel.clone_with_theta(minus)(X)
+        ) / (2 * step)
+    return gradient
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradient_matches_central_differences_in_log_space(kernel_class, activation, X):
+    # Central differences with step 1e-5 are accurate to ~1e-9 relative for
+    # these smooth functions of theta (distinct points keep |ρ| < 1).
+    kernel = kernel_class(depth=4, activation=activation, beta=0.3, weight_std=1.2)
+    K, gradient = kernel(X, eval_gradient=True)
+    np.testing.assert_array_equal(K, kernel(X))
+    expected = _log_space_finite_differences(kernel, X)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-6,
+                               atol=1e-7 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_gradient_of_a_callable_activation(kernel_class, X):
+    def swish(x):
+        return x / (1.0 + np.exp(-x))
+
+    kernel = kernel_class(depth=3, activation=swish)
+    _, gradient = kernel(X, eval_gradient=True)
+    expected = _log_space_finite_differences(kernel, X)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-5,
+                               atol=1e-6 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_hyperparameters_are_beta_then_weight_std_in_log_space(kernel_class):
+    kernel = kernel_class(beta=0.5, weight_std=2.0)
+    assert [h.name for h in kernel.hyperparameters] == ["beta", "weight_std"]
+    np.testing.assert_allclose(kernel.theta, np.log([0.5, 2.0]))
+    np.testing.assert_allclose(kernel.bounds, np.log([[1e-5, 1e5], [1e-5, 1e5]]))
+    updated = kernel.clone_with_theta(np.log([0.2, 3.0]))
+    assert updated.beta == pytest.approx(0.2) and updated.weight_std == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_fixed_hyperparameters_drop_out_of_theta_and_gradient(kernel_class, X):
+    kernel = kernel_class(weight_std_bounds="fixed")
+    assert kernel.theta.shape == (1,)
+    K, gradient = kernel(X, eval_gradient=True)
+    _, full_gradient = kernel_class()(X, eval_gradient=True)
+    np.testing.assert_array_equal(gradient[..., 0], full_gradient[..., 0])
+    # No bias (beta = 0) is valid; log(0) is not, so beta is then fixed.
+    no_bias = kernel_class(beta=0.0)
+    assert no_bias.hyperparameter_beta.fixed
+    assert no_bias(X, eval_gradient=True)[1].shape == (12, 12, 1)
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_diag_equals_the_diagonal_of_the_matrix_bit_for_bit(kernel_class, X):
+    X = np.vstack([X, X[:3]])  # duplicates
+    kernel = kernel_class(depth=5, activation="tanh")
+    np.testing.assert_array_equal(kernel.diag(X), np.diag(kernel(X)))
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_kernel_is_symmetric_positive_semidefinite(kernel_class, X):
+    K = kernel_class(depth=4)(X)
+    assert np.array_equal(K, K.T)
+    assert np.linalg.eigvalsh(K).min() > -1e-12 * np.abs(K).max()
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_clone_params_equality_repr_and_pickle(kernel_class, X):
+    kernel = kernel_class(depth=2, activation="erf", beta=0.2, weight_std=1.5)
+    assert kernel.get_params()["depth"] == 2
+    assert clone(kernel) == kernel
+    assert kernel != kernel_class(depth=3, activation="erf", beta=0.2, weight_std=1.5)
+    assert repr(kernel) == (
+        f"{kernel_class.__name__}(depth=2, activation='erf', beta=0.2, weight_std=1.5)"
+    )
+    restored = pickle.loads(pickle.dumps(kernel))
+    np.testing.assert_array_equal(restored(X), kernel(X))
+    assert kernel.is_stationary() is False
+    assert kernel.requires_vector_input
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_composes_with_constant_and_white_kernels(kernel_class, X):
+    base = kernel_class(depth=3)
+    composed = ConstantKernel(2.0) * base + WhiteKernel(0.1)
+    np.testing.assert_allclose(composed(X), 2.0 * base(X) + 0.1 * np.eye(len(X)))
+    np.testing.assert_allclose(composed.diag(X), 2.0 * base.diag(X) + 0.1)
+    K, gradient = composed(X, eval_gradient=True)
+    assert gradient.shape == (12, 12, 4)
+    expected = _log_space_finite_differences(composed, X)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-6,
+                               atol=1e-7 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_gaussian_process_regressor_optimises_the_hyperparameters(kernel_class):
+    X, y = make_regression(n_samples=40, n_features=4, noise=1.0, random_state=0)
+    X /= np.abs(X).max()
+    y = y / y.std()
+    kernel = ConstantKernel() * kernel_class(depth=3) + WhiteKernel()
+    gpr = GaussianProcessRegressor(kernel=kernel, random_state=0).fit(X, y)
+    start = GaussianProcessRegressor(kernel=kernel, optimizer=None).fit(X, y)
+    assert gpr.log_marginal_likelihood_value_ > start.log_marginal_likelihood_value_
+    # The optimum is a stationary point of the log marginal likelihood.
+    _, gradient = gpr.log_marginal_likelihood(gpr.kernel_.theta, eval_gradient=True)
+    free = ~np.isclose(gpr.kernel_.theta[:, None], gpr.kernel_.bounds).any(axis=1)
+    assert np.all(np.abs(gradient[free]) < 1e-3 * len(y))
+    mean, std = gpr.predict(X, return_std=True)
+    assert np.all(np.isfinite(mean)) and np.all(std >= 0)
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_gaussian_process_classifier(kernel_class):
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    gpc = GaussianProcessClassifier(kernel=kernel_class(depth=2), random_state=0)
+    assert gpc.fit(X, y).score(X, y) > 0.8
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_support_vector_machines_and_kernel_ridge(kernel_class):
+    X, y = make_regression(n_samples=50, n_features=3, noise=0.1, random_state=1)
+    kernel = kernel_class(depth=3)
+    K = kernel(X)
+    precomputed = KernelRidge(kernel="precomputed", alpha=0.1).fit(K, y)
+    ridge = KernelRidge(kernel=kernel, alpha=0.1).fit(X, y)
+    np.testing.assert_allclose(ridge.predict(X), precomputed.predict(K), rtol=1e-10)
+    svr = SVR(kernel=kernel, C=10.0).fit(X, y)
+    svr_precomputed = SVR(kernel="precomputed", C=10.0).fit(K, y)
+    np.testing.assert_allclose(svr.predict(X), svr_precomputed.predict(K), rtol=1e-8)
+    labels = (y > np.median(y)).astype(int)
+    svc = SVC(kernel=kernel, C=10.0).fit(X, labels)
+    assert svc.score(X, labels) > 0.8
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+@pytest.mark.parametrize(
+    "params, error, message",
+    [
+        ({"depth": 0}, ValueError, "depth must be an integer >= 1"),
+        ({"depth": 2.5}, TypeError, "depth must be an integer >= 1"),
+        ({"depth": True}, TypeError, "depth must be an integer >= 1"),
+        ({"beta": -0.1}, ValueError, "beta must be a finite number >= 0"),
+        ({"beta": np.nan}, ValueError, "beta must be a finite number >= 0"),
+        ({"weight_std": 0.0}, ValueError, "weight_std must be a finite number > 0"),
+        ({"weight_std": "big"}, TypeError, "weight_std must be a real number"),
+        ({"activation": "swish"}, ValueError, "Unknown activation 'swish'"),
+    ],
+)
+def test_bad_parameters_raise_errors_naming_them(kernel_class, params, error, message, X):
+    with pytest.raises(error, match=message):
+        kernel_class(**params)(X)
+    with pytest.raises(error, match=message):
+        kernel_class(**params).diag(X)
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_bad_inputs_raise_errors_naming_the_problem(kernel_class, X):
+    kernel = kernel_class()
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        kernel(bad)
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="Input Y contains infinity"):
+        kernel(X, bad)
+    with pytest.raises(ValueError, match="X has 3 features but Y has 2"):
+        kernel(X, X[:, :2])
+    with pytest.raises(ValueError, match="Gradient can only be evaluated when Y is None"):
+        kernel(X, X, eval_gradient=True)
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        kernel(X[0])
