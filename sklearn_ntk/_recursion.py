@@ -26,17 +26,24 @@ differentiation) with respect to θ = (log β, log σ_w), the hyperparameter
 order of the kernels.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._activations import get_activation
 
 #: Side of the square tiles: large enough that numpy's per-call overhead is
 #: negligible, small enough that the tile temporaries stay in cache.
 TILE_SIZE = 384
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    # Scanning the loaded libraries costs ~10 ms: do it once per process.
+    return ThreadpoolController()
 
 
 @dataclass
@@ -309,7 +316,7 @@ def kernel_matrices(
     # Multi-threaded BLAS on tile-sized products costs more than it gains, and
     # its idle threads spin on the cores the tile arithmetic needs: parallelism
     # comes from n_jobs over tiles instead.
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         results = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
             delayed(task)(rows, cols) for rows, cols in tiles
         )
