@@ -1,0 +1,586 @@
+"""Finite-width networks: forward pass, empirical NTK and gradient descent.
+
+The infinite-width kernels of :mod:`sklearn_ntk` are limits of quantities that
+can be measured on a finite network.  This module provides such a network, in
+plain numpy, so that the claims of Jacot, Gabriel & Hongler (2018) can be
+checked against :class:`sklearn_ntk.NTK` and ``NTKRegressor``:
+
+* :class:`Network` is a fully-connected network with one output in NTK
+  parametrization,
+  ``α̃⁽ˡ⁺¹⁾ = σ_w/√n_l · W⁽ˡ⁾ α⁽ˡ⁾ + β b⁽ˡ⁾``, ``α⁽ˡ⁾ = σ(α̃⁽ˡ⁾)``, ``α⁽⁰⁾ = x``,
+  all parameters iid N(0, 1).  Its empirical NTK
+  ``Θ(x, x'; θ) = ⟨∇θ f(x), ∇θ f(x')⟩`` and empirical NNGP (readout
+  features) are computed for whole matrices by the backprop formula, and
+  :meth:`Network.fit` trains it in place by full-batch gradient descent.
+* :class:`FiniteNetworkRegressor` wraps one trained network as a
+  scikit-learn regressor with the parameters of ``NTKRegressor``, so that a
+  finite network and its infinite-width limit are compared with the same code.
+
+Time scale
+----------
+The cost is the least-squares cost of SPEC.md, C = 1/(2N) Σᵢ (f(xᵢ) − yᵢ)².
+``n_steps`` gradient steps of size η follow the gradient flow for the time
+η·n_steps, which is what ``NTKRegressor(learning_rate=η, t=n_steps)``
+describes in the limit (its time scale is c = η t / N).
+
+Precision and memory
+--------------------
+A network stores its parameters in ``dtype``.  float64 (the default) is
+needed when comparing against the limit at small widths, where differences
+of order 1e-8 matter (e.g. finite-difference checks).  For very wide
+networks the statistical fluctuations we study are of order width^(-1/2)
+(1e-2 at width 10⁴), far above float32 rounding (about 1e-7 per entry,
+1e-6 after a 10⁴-term inner product), so ``dtype=np.float32`` is the sensible
+choice there: it halves the memory (a 10⁴ × 10⁴ layer takes 400 MB instead
+of 800 MB) and roughly doubles the speed of the matrix products.  The
+parameters are drawn in float64 and then rounded, so a float32 network is the
+rounding of the float64 network with the same seed.
+Gradient steps update the weight matrices in place with a BLAS ``gemm``
+(no temporary of the size of a weight matrix is ever allocated), and
+kernels, predictions and costs are returned in float64.
+"""
+
+import contextlib
+import numbers
+
+import numpy as np
+from scipy.linalg import get_blas_funcs
+from threadpoolctl import ThreadpoolController
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._activations import ACTIVATIONS, PiecewiseLinearActivation
+from ._kernels import check_network_params
+
+__all__ = ["Network", "FiniteNetworkRegressor"]
+
+# Rows of a weight matrix drawn per call of the random state: keeps the
+# float64 temporary small when a wide float32 matrix is initialised.
+_INIT_CHUNK = 1 << 20
+
+# Below this many rows a product with a weight matrix is a memory-bound
+# matrix-vector-like operation: extra BLAS threads gain little, and on a busy
+# machine their synchronisation made it ten times slower in our measurements.
+# Small layers are left alone: limiting threads costs about a millisecond.
+_SINGLE_THREAD_ROWS = 128
+_SINGLE_THREAD_MIN_ENTRIES = 1 << 16
+_CONTROLLER = []
+
+
+def _blas_threads(n_rows, largest_layer):
+    """Context limiting BLAS to one thread for products with few rows."""
+    if n_rows < _SINGLE_THREAD_ROWS and largest_layer >= _SINGLE_THREAD_MIN_ENTRIES:
+        if not _CONTROLLER:
+            _CONTROLLER.append(ThreadpoolController())
+        return _CONTROLLER[0].limit(limits=1, user_api="blas")
+    return contextlib.nullcontext()
+
+
+class Network:
+    """A finite fully-connected network with one output, in NTK parametrization.
+
+    Layer l (l = 0 … depth − 1) computes
+    ``α̃⁽ˡ⁺¹⁾ = weight_std / sqrt(n_l) · W⁽ˡ⁾ α⁽ˡ⁾ + beta · b⁽ˡ⁾`` with
+    ``α⁽⁰⁾ = x`` and ``α⁽ˡ⁾ = σ(α̃⁽ˡ⁾)`` for the hidden layers; the output is
+    ``f(x) = α̃⁽ᴸ⁾``.  Widths are ``n_0 = n_features``,
+    ``n_1 = … = n_{L−1} = width`` and ``n_L = 1``; all weights and biases are
+    drawn iid N(0, 1).  As the width grows, the empirical kernels converge to
+    :class:`sklearn_ntk.NTK` and :class:`sklearn_ntk.NNGP` with the same
+    ``depth``, ``activation``, ``beta`` and ``weight_std``.
+
+    Parameters
+    ----------
+    n_features : int
+        Input dimension n_0.
+    depth : int, default=3
+        Number of dense layers L >= 1 (L − 1 hidden layers); depth 1 is the
+        linear model.
+    width : int, default=512
+        Number of units of every hidden layer.
+    activation : str or callable, default="relu"
+        Any activation of the registry (see ``sklearn_ntk.NTK``) or a
+        vectorised callable; its derivative is used for backpropagation.
+    beta : float, default=0.1
+        Bias multiplier β >= 0.
+    weight_std : float, default=1.0
+        Weight multiplier σ_w > 0.
+    random_state : int, RandomState instance or None, default=None
+        Draws the initial parameters.
+    dtype : {np.float64, np.float32}, default=np.float64
+        Storage and arithmetic precision of the parameters and activations;
+        see the module documentation for when float32 is appropriate.
+
+    Attributes
+    ----------
+    weights : list of ndarray
+        ``weights[l]`` is W⁽ˡ⁾, of shape (n_{l+1}, n_l).
+    biases : list of ndarray
+        ``biases[l]`` is b⁽ˡ⁾, of shape (n_{l+1},).
+    widths : tuple of int
+        (n_0, n_1, …, n_L).
+    n_parameters : int
+        Total number of parameters P.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntk import NTK
+    >>> from sklearn_ntk.finite import Network
+    >>> X = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
+    >>> net = Network(2, depth=4, width=512, random_state=0)
+    >>> net.predict(X).shape
+    (2,)
+    >>> theta = net.ntk(X)
+    >>> theta.shape
+    (2, 2)
+    >>> bool(np.abs(theta - NTK(depth=4)(X)).max() < 0.1)  # Θ∞(x, x) = 0.2825
+    True
+    >>> net.fit(X, [0.0, 1.0], learning_rate=1.0, n_steps=200).cost(X, [0.0, 1.0]) < 1e-3
+    True
+    """
+
+    def __init__(
+        self,
+        n_features,
+        depth=3,
+        width=512,
+        activation="relu",
+        beta=0.1,
+        weight_std=1.0,
+        random_state=None,
+        dtype=np.float64,
+    ):
+        depth, self._activation, beta, weight_std = check_network_params(
+            depth, activation, beta, weight_std
+        )
+        for name, value in (("n_features", n_features), ("width", width)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"{name} must be an integer >= 1, got {value!r}.")
+            if value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+        self.depth = depth
+        self.width = int(width)
+        self.activation = activation
+        self.beta = beta
+        self.weight_std = weight_std
+        self.dtype = dtype
+        self.widths = (int(n_features),) + (self.width,) * (depth - 1) + (1,)
+        # σ_w / sqrt(n_l): the NTK-parametrization factor of layer l.
+        self._scales = [weight_std / np.sqrt(n) for n in self.widths[:-1]]
+        self._largest_layer = max(
+            n_in * n_out for n_in, n_out in zip(self.widths[:-1], self.widths[1:])
+        )
+
+        # The parameters come from a Generator seeded by the random state:
+        # its normal sampler is several times faster than RandomState's,
+        # which matters for 10⁸-entry layers.
+        seed = check_random_state(random_state).randint(
+            np.iinfo(np.int32).max, size=4
+        )
+        rng = np.random.default_rng(seed)
+        self.weights, self.biases = [], []
+        for n_in, n_out in zip(self.widths[:-1], self.widths[1:]):
+            weight = np.empty((n_out, n_in), dtype=dtype)
+            rows = max(1, _INIT_CHUNK // n_in)
+            for start in range(0, n_out, rows):
+                stop = min(start + rows, n_out)
+                weight[start:stop] = rng.standard_normal((stop - start, n_in))
+            self.weights.append(weight)
+            self.biases.append(rng.standard_normal(n_out).astype(dtype))
+
+    @property
+    def n_parameters(self):
+        return sum(w.size + b.size for w, b in zip(self.weights, self.biases))
+
+    # -- elementwise activation ------------------------------------------
+    def _activate(self, z, need_derivative):
+        """Return (σ(z), σ'(z) or None), overwriting z where possible."""
+        act = self._activation
+        if isinstance(act, PiecewiseLinearActivation):
+            # In-place path for relu / leaky_relu / abs: no float64 round
+            # trip and no temporary of the size of z besides σ'.
+            positive = z > 0
+            derivative = None
+            if need_derivative:
+                derivative = np.where(
+                    positive, z.dtype.type(act.positive_slope),
+                    z.dtype.type(act.negative_slope),
+                )
+            if act.negative_slope == 0.0 and act.positive_slope == 1.0:
+                np.maximum(z, 0, out=z)
+            else:
+                z *= np.where(positive, z.dtype.type(act.positive_slope),
+                              z.dtype.type(act.negative_slope))
+            return z, derivative
+        derivative = None
+        if need_derivative:
+            derivative = np.asarray(act.derivative(z)).astype(z.dtype, copy=False)
+        return np.asarray(act.function(z)).astype(z.dtype, copy=False), derivative
+
+    # -- passes ------------------------------------------------------------
+    def _check_X(self, X, name="X"):
+        X = check_array(X, dtype=np.float64, input_name=name)
+        if X.shape[1] != self.widths[0]:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but the network expects "
+                f"{self.widths[0]}."
+            )
+        return X.astype(self.dtype, copy=False)
+
+    def _forward(self, X, keep):
+        """Forward pass.
+
+        Returns the output f (float64, shape (n,)) and, if ``keep``, the list
+        of layer inputs α⁽ˡ⁾ (l = 0 … L−1) and of derivatives σ'(α̃⁽ˡ⁾)
+        (l = 1 … L−1; index 0 is None).
+        """
+        inputs, derivatives = [X], [None]
+        a = X
+        for layer in range(self.depth):
+            z = a @ self.weights[layer].T
+            z *= self.dtype.type(self._scales[layer])
+            if self.beta:
+                z += self.dtype.type(self.beta) * self.biases[layer]
+            if layer == self.depth - 1:
+                return z[:, 0].astype(np.float64), inputs, derivatives
+            a, derivative = self._activate(z, need_derivative=keep)
+            if keep:
+                inputs.append(a)
+                derivatives.append(derivative)
+
+    def _backward(self, derivatives, seed):
+        """Back-propagated gradients ∂(seed·f)/∂α̃⁽ˡ⁺¹⁾ for l = 0 … L−1.
+
+        ``seed`` has shape (n, 1): ones for ∇f itself, residuals for the
+        gradient of the cost.  Returns a list indexed by l of arrays of shape
+        (n, n_{l+1}).
+        """
+        deltas = [None] * self.depth
+        delta = seed
+        deltas[-1] = delta
+        for layer in range(self.depth - 1, 0, -1):
+            delta = delta @ self.weights[layer]
+            delta *= self.dtype.type(self._scales[layer])
+            delta *= derivatives[layer]
+            deltas[layer - 1] = delta
+        return deltas
+
+    def predict(self, X):
+        """Network output f(x; θ).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        f : ndarray of shape (n_samples,)
+        """
+        X = self._check_X(X)
+        with _blas_threads(len(X), self._largest_layer):
+            return self._forward(X, keep=False)[0]
+
+    def _kernels(self, X, Y, kind):
+        X = self._check_X(X)
+        Y = None if Y is None else self._check_X(Y, "Y")
+        n_rows = len(X) + (0 if Y is None else len(Y))
+        with _blas_threads(n_rows, self._largest_layer):
+            return self._kernels_checked(X, Y, kind)
+
+    def _kernels_checked(self, X, Y, kind):
+        _, inputs_x, derivatives_x = self._forward(X, keep=True)
+        if Y is None:
+            inputs_y = inputs_x
+        else:
+            _, inputs_y, derivatives_y = self._forward(Y, keep=True)
+        beta2 = self.beta**2
+        weight_std2 = self.weight_std**2
+        if kind == "nngp":
+            last = self.depth - 1
+            gram = (inputs_x[last] @ inputs_y[last].T).astype(np.float64)
+            gram *= weight_std2 / self.widths[last]
+            gram += beta2
+            return gram
+        ones = np.ones((X.shape[0], 1), dtype=self.dtype)
+        deltas_x = self._backward(derivatives_x, ones)
+        if Y is None:
+            deltas_y = deltas_x
+        else:
+            deltas_y = self._backward(derivatives_y, ones[:1].repeat(len(Y), 0))
+        # Θ = Σ_l [σ_w² α⁽ˡ⁾·α⁽ˡ⁾'/n_l + β²] · [δ⁽ˡ⁺¹⁾·δ⁽ˡ⁺¹⁾']: the weight
+        # gradient of layer l is an outer product, so its inner product
+        # factorises, and the bias gradient is δ⁽ˡ⁺¹⁾ times β.
+        theta = np.zeros((X.shape[0], len(inputs_y[0])))
+        for layer in range(self.depth):
+            forward = (inputs_x[layer] @ inputs_y[layer].T).astype(np.float64)
+            forward *= weight_std2 / self.widths[layer]
+            forward += beta2
+            backward = (deltas_x[layer] @ deltas_y[layer].T).astype(np.float64)
+            forward *= backward
+            theta += forward
+        return theta
+
+    def ntk(self, X, Y=None):
+        """Empirical neural tangent kernel Θ(x, x'; θ) = ⟨∇θ f(x), ∇θ f(x')⟩.
+
+        Computed by the backprop formula (layer-wise Gram matrices of the
+        activations and of the back-propagated gradients), in
+        O((n_X + n_Y) · P + n_X · n_Y · L · width) time, without forming the
+        n × P Jacobian.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+            If None, Θ(X, X) is returned.
+
+        Returns
+        -------
+        K : ndarray of shape (n_samples_X, n_samples_Y)
+        """
+        return self._kernels(X, Y, "ntk")
+
+    def nngp(self, X, Y=None):
+        """Empirical NNGP kernel σ_w² α⁽ᴸ⁻¹⁾(x)·α⁽ᴸ⁻¹⁾(x')/n_{L−1} + β².
+
+        This is the NTK of the readout layer alone (the kernel of a network
+        whose hidden layers are frozen); its expectation over initialisations
+        tends to :class:`sklearn_ntk.NNGP`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples_X, n_features)
+        Y : array-like of shape (n_samples_Y, n_features), default=None
+
+        Returns
+        -------
+        K : ndarray of shape (n_samples_X, n_samples_Y)
+        """
+        return self._kernels(X, Y, "nngp")
+
+    def cost(self, X, y):
+        """Least-squares cost 1/(2N) Σᵢ (f(xᵢ) − yᵢ)²."""
+        y = np.asarray(y, dtype=np.float64).ravel()
+        return 0.5 * float(np.mean((self.predict(X) - y) ** 2))
+
+    def fit(self, X, y, learning_rate=1.0, n_steps=100, callback=None):
+        """Train all layers in place by full-batch gradient descent.
+
+        Each step is θ ← θ − η ∇θ C(θ) with C = 1/(2N) Σᵢ (f(xᵢ) − yᵢ)², so
+        ``n_steps`` steps approximate the gradient flow up to time
+        η · n_steps (``NTKRegressor(learning_rate=η, t=n_steps)``).
+
+        Parameters
+        ----------
+        X : array-like of shape (N, n_features)
+        y : array-like of shape (N,)
+        learning_rate : float, default=1.0
+            Step size η > 0.
+        n_steps : int, default=100
+            Number of gradient steps (>= 0).
+        callback : callable, default=None
+            Called as ``callback(step, network, predictions)`` with the
+            training-set predictions f(X; θ_step) (float64, shape (N,)) for
+            step = 0 … n_steps, before each update and once after the last.
+            Calling ``network.ntk`` from it measures the kernel during
+            training.
+
+        Returns
+        -------
+        self : Network
+        """
+        X = self._check_X(X)
+        y = check_array(y, dtype=np.float64, ensure_2d=False, input_name="y")
+        if y.ndim != 1 or len(y) != len(X):
+            raise ValueError(
+                f"y must have shape ({len(X)},), got {y.shape}."
+            )
+        if not np.isfinite(learning_rate) or learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}.")
+        if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
+            raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}.")
+        # Divergence shows up as non-finite outputs and is reported as such
+        # (with a hint) instead of as a stream of overflow warnings.
+        with _blas_threads(len(X), self._largest_layer), np.errstate(
+            over="ignore", invalid="ignore"
+        ):
+            self._descend(X, y, learning_rate, int(n_steps), callback)
+        return self
+
+    def _descend(self, X, y, learning_rate, n_steps, callback):
+        n_samples = len(X)
+        for step in range(n_steps + 1):
+            keep = step < n_steps
+            output, inputs, derivatives = self._forward(X, keep=keep)
+            if not np.all(np.isfinite(output)):
+                raise FloatingPointError(
+                    f"Gradient descent diverged at step {step}: the learning "
+                    f"rate {learning_rate} is too large for this network and "
+                    "data (a step is stable when it is below 2N over the "
+                    "largest eigenvalue of the empirical NTK; scaling the "
+                    "inputs, e.g. with StandardScaler, lowers that eigenvalue)."
+                )
+            if callback is not None:
+                callback(step, self, output)
+            if not keep:
+                break
+            residual = (output - y).astype(self.dtype)[:, None]
+            self._step(inputs, derivatives, residual, learning_rate / n_samples)
+
+    def _step(self, inputs, derivatives, residual, rate):
+        """One update θ ← θ − rate · Σᵢ Δᵢ ∇θ f(xᵢ), layers from the top.
+
+        The back-propagated gradient through layer l uses W⁽ˡ⁾ before its
+        update, so the step is the exact simultaneous gradient step.
+        """
+        delta = residual  # ∂/∂α̃⁽ᴸ⁾ of Σᵢ Δᵢ f(xᵢ)
+        for layer in range(self.depth - 1, -1, -1):
+            weight = self.weights[layer]
+            scale = self._scales[layer]
+            delta_below = None
+            if layer > 0:
+                delta_below = delta @ weight
+                delta_below *= self.dtype.type(scale)
+                delta_below *= derivatives[layer]
+            # W ← W − rate·scale·δᵀ α, in place: weight.T is Fortran-ordered,
+            # so gemm writes straight into it (C = α Aᵀ B + 1·C).
+            gemm = get_blas_funcs("gemm", (weight,))
+            updated = gemm(
+                -rate * scale, inputs[layer], delta, beta=1.0, c=weight.T,
+                trans_a=True, overwrite_c=True,
+            )
+            if not np.shares_memory(updated, weight):  # pragma: no cover
+                weight[...] = updated.T
+            self.biases[layer] -= self.dtype.type(rate * self.beta) * delta.sum(axis=0)
+            delta = delta_below
+
+
+class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
+    """A finite network trained by gradient descent, as a scikit-learn regressor.
+
+    Draws a :class:`Network` and trains all its layers by full-batch
+    gradient descent on the least-squares cost for ``round(t)`` steps of size
+    ``learning_rate``.  This is one random realisation of what
+    ``NTKRegressor`` with the same parameters describes in the
+    infinite-width limit: its mean over ``random_state`` tends to
+    ``NTKRegressor(...).predict(X)`` and its spread to the ``return_std``
+    of that prediction.
+
+    Parameters
+    ----------
+    depth : int, default=3
+        Number of dense layers L >= 1.
+    width : int, default=512
+        Units per hidden layer.
+    activation : str or callable, default="relu"
+        Activation of the hidden layers (see :class:`Network`).
+    beta : float, default=0.1
+        Bias multiplier β >= 0.
+    weight_std : float, default=1.0
+        Weight multiplier σ_w > 0.
+    learning_rate : float, default=1.0
+        Step size η > 0.
+    t : float, default=100.0
+        Training time in steps; ``round(t)`` steps are taken, which follows
+        the gradient flow to time η·t (the time scale of ``NTKRegressor``).
+    random_state : int, RandomState instance or None, default=None
+        Draws the initial parameters.
+
+    Attributes
+    ----------
+    network_ : Network
+        The trained network.
+    n_iter_ : int
+        Number of gradient steps taken.
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntk.finite import FiniteNetworkRegressor
+    >>> angles = np.array([0.0, 1.5, 3.0, 4.5])
+    >>> X = np.c_[np.cos(angles), np.sin(angles)]
+    >>> y = np.sin(2 * angles)
+    >>> reg = FiniteNetworkRegressor(depth=3, width=256, t=1000, random_state=0)
+    >>> reg.fit(X, y).score(X, y) > 0.99
+    True
+    """
+
+    _parameter_constraints = {
+        "depth": [Interval(numbers.Integral, 1, None, closed="left")],
+        "width": [Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS)), callable],
+        "beta": [Interval(numbers.Real, 0, None, closed="left")],
+        "weight_std": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "t": [Interval(numbers.Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        depth=3,
+        width=512,
+        activation="relu",
+        beta=0.1,
+        weight_std=1.0,
+        learning_rate=1.0,
+        t=100.0,
+        random_state=None,
+    ):
+        self.depth = depth
+        self.width = width
+        self.activation = activation
+        self.beta = beta
+        self.weight_std = weight_std
+        self.learning_rate = learning_rate
+        self.t = t
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Draw a network and train it by gradient descent.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : FiniteNetworkRegressor
+        """
+        if not np.isfinite(self.t):
+            raise ValueError(
+                "t must be finite: a finite network takes round(t) gradient steps."
+            )
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        self.network_ = Network(
+            X.shape[1], depth=self.depth, width=self.width,
+            activation=self.activation, beta=self.beta,
+            weight_std=self.weight_std, random_state=self.random_state,
+        )
+        self.n_iter_ = int(round(self.t))
+        self.network_.fit(X, y, learning_rate=self.learning_rate, n_steps=self.n_iter_)
+        return self
+
+    def predict(self, X):
+        """Output of the trained network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self.network_.predict(X)
