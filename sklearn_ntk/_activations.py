@@ -148,35 +148,39 @@ class PiecewiseLinearActivation(Activation):
         k, kdot = self.dual(rows, cols, cov)
         q_rows, q_cols = rows[0], cols[0]
         rho = _correlation(q_rows, q_cols, cov)
-        norm = np.sqrt(q_rows)[:, None] * np.sqrt(q_cols)[None, :]
-        sin_theta = np.sqrt((1.0 - rho) * (1.0 + rho))
-        # Price's theorem gives dk/dq12 = kdot; dk/dq11 = (C/2) sin θ sqrt(q22/q11).
-        sqrt_rows, sqrt_cols = np.sqrt(q_rows), np.sqrt(q_cols)
-        ratio = np.divide(
-            sqrt_cols[None, :], sqrt_rows[:, None],
-            out=np.zeros_like(cov), where=sqrt_rows[:, None] > 0,
-        )
-        inverse_ratio = np.divide(
-            sqrt_rows[:, None], sqrt_cols[None, :],
-            out=np.zeros_like(cov), where=sqrt_cols[None, :] > 0,
-        )
-        half_c_sin = 0.5 * self._c * sin_theta
-        dk = (
-            (half_c_sin * ratio)[None] * d_rows[:, :, None]
-            + (half_c_sin * inverse_ratio)[None] * d_cols[:, None, :]
-            + kdot[None] * d_cov
-        )
+        sqrt_rows, inverse_sqrt_rows = _inverse_sqrt(q_rows)
+        sqrt_cols, inverse_sqrt_cols = _inverse_sqrt(q_cols)
+        half_c_sin = np.add(1.0, rho)
+        half_c_sin *= 1.0 - rho
+        np.sqrt(half_c_sin, out=half_c_sin)
         # dkdot = -C dθ = C dρ / sin θ; dρ vanishes where sin θ does (ρ = ±1).
-        inv_q_rows = np.divide(1.0, q_rows, out=np.zeros_like(q_rows), where=q_rows > 0)
-        inv_q_cols = np.divide(1.0, q_cols, out=np.zeros_like(q_cols), where=q_cols > 0)
-        inv_norm = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
-        d_rho = d_cov * inv_norm[None] - 0.5 * rho[None] * (
-            (d_rows * inv_q_rows)[:, :, None] + (d_cols * inv_q_cols)[:, None, :]
-        )
-        inv_sin = np.divide(
-            self._c, sin_theta, out=np.zeros_like(sin_theta), where=sin_theta > 0
-        )
-        dkdot = d_rho * inv_sin[None]
+        c_over_sin = np.zeros_like(half_c_sin)
+        np.divide(self._c, half_c_sin, out=c_over_sin, where=half_c_sin > 0)
+        half_c_sin *= 0.5 * self._c
+        dk = np.empty_like(d_cov)
+        dkdot = np.empty_like(d_cov)
+        term = np.empty_like(cov)
+        for direction in range(d_cov.shape[0]):
+            # Price: dk/dq12 = kdot and dk/dq11 = (C/2) sin θ sqrt(q22/q11), so
+            # dk = (C/2) sin θ [sqrt(q22) dq11/sqrt(q11) + sqrt(q11) dq22/sqrt(q22)]
+            #      + kdot dq12, as two rank-one outer products.
+            row_rates = d_rows[direction] * inverse_sqrt_rows
+            col_rates = d_cols[direction] * inverse_sqrt_cols
+            np.multiply.outer(row_rates, sqrt_cols, out=dk[direction])
+            np.multiply.outer(sqrt_rows, col_rates, out=term)
+            dk[direction] += term
+            dk[direction] *= half_c_sin
+            np.multiply(kdot, d_cov[direction], out=term)
+            dk[direction] += term
+            # dρ = dq12 / sqrt(q11 q22) − ρ (dq11/q11 + dq22/q22) / 2.
+            rho_rates = np.add.outer(
+                0.5 * row_rates * inverse_sqrt_rows, 0.5 * col_rates * inverse_sqrt_cols
+            )
+            rho_rates *= rho
+            np.multiply(d_cov[direction], inverse_sqrt_rows[:, None], out=term)
+            term *= inverse_sqrt_cols[None, :]
+            term -= rho_rates
+            np.multiply(term, c_over_sin, out=dkdot[direction])
         return k, kdot, dk, dkdot
 
     def dual_diag(self, q):
