@@ -22,6 +22,7 @@ joblib.Memory) caches, so a search over t recomputes nothing else.
 import numbers
 import warnings
 
+import joblib
 import numpy as np
 from scipy import linalg
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -212,15 +213,19 @@ class _BaseGradientFlow(BaseEstimator):
     # -- fitting -------------------------------------------------------------
 
     def _network(self):
-        """Validated (depth, activation, beta, weight_std) as plain values."""
-        depth, _, beta, weight_std = check_network_params(
-            self.depth, self.activation, self.beta, self.weight_std
-        )
-        return depth, self.activation, beta, weight_std
+        """(depth, activation, beta, weight_std) for the kernel computations.
+
+        The activation is resolved once, at fit: resolving a callable sets up
+        its quadrature, which every chunk of a prediction would otherwise
+        repeat.
+        """
+        return self._depth, self._activation, self._beta, self._weight_std
 
     def _fit_targets(self, X, Y):
         """Fit to the 2-D target matrix Y (n_samples, n_outputs)."""
-        depth, activation, beta, weight_std = self._network()
+        self._depth, self._activation, self._beta, self._weight_std = (
+            check_network_params(self.depth, self.activation, self.beta, self.weight_std)
+        )
         self.X_train_ = X
         memory = check_memory(self.memory)
         method = "cholesky" if np.isinf(self.t) else "eigh"
@@ -236,9 +241,23 @@ class _BaseGradientFlow(BaseEstimator):
 
     def _decomposition(self, memory, method):
         """The training decomposition for ``method``, through ``memory``."""
-        depth, activation, beta, weight_std = self._network()
-        args = (self.X_train_, depth, activation, beta, weight_std, self._kind,
+        depth, _, beta, weight_std = self._network()
+        # The cache key holds the activation parameter as given (a name or the
+        # user's function), which joblib hashes stably.
+        args = (self.X_train_, depth, self.activation, beta, weight_std, self._kind,
                 float(self.alpha), method)
+        if memory.location is not None and callable(self.activation):
+            try:
+                joblib.hash(self.activation)
+            except Exception:  # pickling errors of all kinds: no stable key
+                warnings.warn(
+                    f"memory is ignored: the activation {self.activation!r} cannot "
+                    "be pickled, so it has no cache key; use a module-level "
+                    "function instead of a lambda or closure.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                memory = check_memory(None)
         if memory.location is None:
             return _fit_decomposition(*args, n_jobs=self.n_jobs)
         cached = memory.cache(_fit_decomposition, ignore=["n_jobs", "memory"])

@@ -280,6 +280,19 @@ def test_memory_caches_kernel_and_decomposition(problem, tmp_path, monkeypatch):
     assert counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
 
 
+def test_memory_with_callable_activation(problem, tmp_path):
+    X, y, X_test = problem
+    expected = NTKRegressor(activation="tanh", t=3.0).fit(X, y).predict(X_test)
+    cached = NTKRegressor(activation=np.tanh, t=3.0, memory=str(tmp_path))
+    assert_allclose(cached.fit(X, y).predict(X_test), expected, rtol=1e-8)
+    assert_allclose(cached.fit(X, y).predict(X_test), expected, rtol=1e-8)
+    # A lambda cannot be hashed: computed without the cache, with a warning.
+    unhashable = NTKRegressor(activation=lambda x: np.tanh(x), t=3.0, memory=str(tmp_path))
+    with pytest.warns(UserWarning, match="memory is ignored"):
+        unhashable.fit(X, y)
+    assert_allclose(unhashable.predict(X_test), expected, rtol=1e-8)
+
+
 # -- the scikit-learn API ------------------------------------------------------
 
 
