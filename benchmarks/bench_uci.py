@@ -1,0 +1,482 @@
+"""The 90 UCI classification datasets of Arora et al. (ICLR 2020).
+
+What it measures
+----------------
+The protocol of Arora, Du, Li, Salakhutdinov, Wang & Yu, "Harnessing the Power
+of Infinitely Wide Deep Nets on Small-data Tasks" (ICLR 2020), on the testbed of
+Fernández-Delgado et al. (JMLR 2014): for every dataset, each method's
+hyperparameters are chosen by accuracy on the train/validation split of
+``conxuntos.dat`` (the first best in grid order wins, as in Arora et al.'s
+code), and the reported accuracy is the mean test accuracy over the four
+train/test pairs of ``conxuntos_kfold.dat`` with those hyperparameters.
+
+Methods and grids
+-----------------
+``SVC-NTK``
+    ``SVC(kernel="precomputed")`` on ``NTK(depth, activation="relu", beta=0.1,
+    weight_std=1.0)``, depth 1..5, C in 10^-2, 10^-1, ..., 10^4.
+``SVC-NNGP``
+    The same with the NNGP kernel.  Both kernels, at every depth, come from ONE
+    pass of ``kernel_matrices(X, kernel="both", all_depths=True)`` over all of
+    a dataset's samples; every split then slices that Gram matrix.
+``NTKClassifier``
+    ``sklearn_ntk.NTKClassifier(depth, t)`` (the mean prediction of an infinitely
+    wide network trained by gradient flow for time t on one-hot targets), depth
+    1..5, t in 10^0, ..., 10^6 and inf: one fit (one eigendecomposition) per
+    (split, depth), and ``staged_predict`` over the t grid.
+``SVC-RBF``
+    ``SVC`` with the Gaussian kernel exp(-g/d ||x - x'||²), g in 10^-2..10^1, C
+    in 10^-2..10^4 (the Gram matrix is built once per g).
+``RF``
+    ``RandomForestClassifier(n_estimators=200)``, max_features in {"sqrt", 0.5}.
+
+Scores (over the datasets): mean accuracy, the Friedman rank (mean rank of each
+method over datasets, 1 = best, ties averaged), P90 / P95 (share of datasets on
+which a method reaches 90 % / 95 % of the best accuracy *among the methods
+compared here*) and PMA (mean percentage of that maximum).  Times are
+wall-clock seconds for the whole protocol (selection + 4 folds); the SVC-NTK
+and SVC-NNGP times each include the full shared Gram computation.
+
+Differences from Arora et al.
+-----------------------------
+They also tune the number of "fixed" (untrained) first layers of the NTK and
+use networks without biases (beta = 0); we keep beta = 0.1 (the package
+default) and tune depth and C only.  Their NTK is not divided by the input
+dimension n0 (ours, in NTK parametrization, is), which for a fixed C grid
+shifts the effective C by a factor n0.  Their Friedman ranks and P90/P95 are
+over 180 classifiers; ours are over the 5 methods here.
+
+How to run
+----------
+From the repository root::
+
+    python benchmarks/bench_uci.py                 # all 90 datasets
+    python benchmarks/bench_uci.py --quick         # 5 small datasets, < 2 min
+    python benchmarks/bench_uci.py PATH --datasets iris wine --methods svc-ntk rf
+
+The data path defaults to ``../shared/uci``.  Results go to
+``benchmarks/results/uci_table.md`` (and ``.rst`` for the docs, ``.json`` for the
+raw numbers; ``--quick`` writes ``uci_table_quick.*`` instead);
+``--from-json FILE`` re-renders the tables without running anything.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
+
+import sklearn_ntk
+from sklearn_ntk._recursion import kernel_matrices
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _uci  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+DEPTHS = [1, 2, 3, 4, 5]
+C_GRID = [10.0**k for k in range(-2, 5)]
+T_GRID = [10.0**k for k in range(0, 7)] + [np.inf]
+RBF_GAMMAS = [0.01, 0.1, 1.0, 10.0]  # times 1 / n_features
+RF_MAX_FEATURES = ["sqrt", 0.5]
+RF_TREES = 200
+KERNEL_PARAMS = dict(activation="relu", beta=0.1, weight_std=1.0)
+
+QUICK = ["iris", "wine", "seeds", "glass", "breast-cancer-wisc-prog"]
+
+METHODS = ["svc-ntk", "svc-nngp", "ntk-classifier", "svc-rbf", "rf"]
+LABELS = {"svc-ntk": "SVC-NTK", "svc-nngp": "SVC-NNGP",
+          "ntk-classifier": "NTKClassifier", "svc-rbf": "SVC-RBF", "rf": "RF"}
+
+
+# --------------------------------------------------------------------------- protocol
+def _first_best(scores):
+    """Index of the first maximal score (ties go to the earliest grid point)."""
+    return int(np.argmax(np.asarray(scores)))
+
+
+def _protocol(ds, evaluate, grid, n_jobs):
+    """Choose ``grid``'s point on the validation split, score it on the 4 folds.
+
+    ``evaluate(point, train, test)`` returns a test accuracy.
+    """
+    run = Parallel(n_jobs=n_jobs, prefer="threads")
+    val = run(delayed(evaluate)(p, ds.train, ds.validation) for p in grid)
+    best = grid[_first_best(val)]
+    test = run(delayed(evaluate)(best, tr, te) for tr, te in ds.folds)
+    return float(np.mean(test)), float(max(val)), best
+
+
+def _svc_accuracy(K, y, C, train, test):
+    svc = SVC(kernel="precomputed", C=C, cache_size=1000)
+    svc.fit(K[np.ix_(train, train)], y[train])
+    return svc.score(K[np.ix_(test, train)], y[test])
+
+
+class Context:
+    """Per-dataset cache: the NTK/NNGP Gram matrices at every depth."""
+
+    def __init__(self, ds, n_jobs):
+        self.ds, self.n_jobs = ds, n_jobs
+        self._grams, self.gram_seconds, self.gram_cpu = None, 0.0, 0.0
+
+    def grams(self):
+        if self._grams is None:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result = kernel_matrices(
+                self.ds.X, depth=max(DEPTHS), kernel="both", all_depths=True,
+                n_jobs=self.n_jobs, **KERNEL_PARAMS,
+            )
+            self._grams = {"ntk": result.ntk, "nngp": result.nngp}
+            self.gram_seconds = time.perf_counter() - start
+            self.gram_cpu = time.process_time() - cpu_start
+        return self._grams
+
+
+def run_svc_kernel(kind):
+    def run(ds, ctx):
+        grams = ctx.grams()[kind]
+        grid = [(depth, C) for depth in DEPTHS for C in C_GRID]
+
+        def evaluate(point, train, test):
+            depth, C = point
+            return _svc_accuracy(grams[depth - 1], ds.y, C, train, test)
+
+        acc, val, (depth, C) = _protocol(ds, evaluate, grid, ctx.n_jobs)
+        return acc, val, {"depth": depth, "C": C}
+
+    return run
+
+
+def run_svc_rbf(ds, ctx):
+    sq = euclidean_distances(ds.X, squared=True)
+    grams = {}
+
+    def gram(g):
+        if g not in grams:
+            grams[g] = np.exp(-(g / ds.n_features) * sq)
+        return grams[g]
+
+    for g in RBF_GAMMAS:
+        gram(g)
+    grid = [(g, C) for g in RBF_GAMMAS for C in C_GRID]
+
+    def evaluate(point, train, test):
+        g, C = point
+        return _svc_accuracy(gram(g), ds.y, C, train, test)
+
+    acc, val, (g, C) = _protocol(ds, evaluate, grid, ctx.n_jobs)
+    return acc, val, {"gamma": g / ds.n_features, "C": C}
+
+
+def run_rf(ds, ctx):
+    def evaluate(max_features, train, test):
+        rf = RandomForestClassifier(n_estimators=RF_TREES, max_features=max_features,
+                                    n_jobs=1, random_state=0)
+        return rf.fit(ds.X[train], ds.y[train]).score(ds.X[test], ds.y[test])
+
+    acc, val, best = _protocol(ds, evaluate, RF_MAX_FEATURES, ctx.n_jobs)
+    return acc, val, {"max_features": best}
+
+
+def run_ntk_classifier(ds, ctx):
+    NTKClassifier = sklearn_ntk.NTKClassifier
+    staged = hasattr(NTKClassifier, "staged_predict")
+    with tempfile.TemporaryDirectory(prefix="bench_uci_") as cache:
+        memory = None if staged else joblib.Memory(cache, verbose=0)
+
+        def evaluate_depth(depth, train, test):
+            """Accuracies at every t of T_GRID for one depth (one decomposition)."""
+            clf = NTKClassifier(depth=depth, memory=memory, n_jobs=1, **KERNEL_PARAMS)
+            if staged:
+                # A finite t makes fit eigendecompose the kernel once; the
+                # predictions at all times come from that decomposition.
+                clf.set_params(t=1.0).fit(ds.X[train], ds.y[train])
+                predictions = clf.staged_predict(ds.X[test], T_GRID)
+                return [float(np.mean(p == ds.y[test])) for p in predictions]
+            scores = []
+            for t in T_GRID:
+                clf.set_params(t=t).fit(ds.X[train], ds.y[train])
+                scores.append(clf.score(ds.X[test], ds.y[test]))
+            return scores
+
+        run = Parallel(n_jobs=ctx.n_jobs, prefer="threads")
+        val = run(delayed(evaluate_depth)(d, ds.train, ds.validation) for d in DEPTHS)
+        flat = [(d, t) for d in DEPTHS for t in T_GRID]
+        scores = [s for row in val for s in row]
+        depth, t = flat[_first_best(scores)]
+
+        def evaluate(train, test):
+            clf = NTKClassifier(depth=depth, t=t, n_jobs=1, **KERNEL_PARAMS)
+            return clf.fit(ds.X[train], ds.y[train]).score(ds.X[test], ds.y[test])
+
+        test = run(delayed(evaluate)(tr, te) for tr, te in ds.folds)
+    return float(np.mean(test)), float(max(scores)), {"depth": depth, "t": t}
+
+
+RUNNERS = {
+    "svc-ntk": run_svc_kernel("ntk"),
+    "svc-nngp": run_svc_kernel("nngp"),
+    "ntk-classifier": run_ntk_classifier,
+    "svc-rbf": run_svc_rbf,
+    "rf": run_rf,
+}
+
+
+def available(method):
+    if method == "ntk-classifier" and not hasattr(sklearn_ntk, "NTKClassifier"):
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- output
+def _fmt_param(key, value):
+    if key in ("C", "t", "gamma"):
+        if value == np.inf:
+            return f"{key}=inf"
+        return f"{key}={value:.0e}".replace("e+0", "e").replace("e-0", "e-")
+    if key == "depth":
+        return f"L={value}"
+    return f"{key}={value}"
+
+
+def _params(params):
+    return ", ".join(_fmt_param(k, v) for k, v in params.items())
+
+
+def _jsonable(value):
+    if isinstance(value, float) and not np.isfinite(value):
+        return "inf"
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def _from_jsonable(value):
+    return np.inf if value == "inf" else value
+
+
+def render(record):
+    """Markdown and reStructuredText reports of a results record."""
+    methods = record["methods"]
+    names = [row["dataset"] for row in record["datasets"]]
+    acc = np.array([[row["results"][m]["accuracy"] for m in methods]
+                    for row in record["datasets"]])
+    scores = _uci.summary_scores(acc)
+    seconds = {m: sum(row["results"][m]["seconds"] for row in record["datasets"])
+               for m in methods}
+    cpu = {m: sum(row["results"][m].get("cpu_seconds", np.nan)
+                  for row in record["datasets"]) for m in methods}
+    labels = [LABELS[m] for m in methods]
+
+    summary_header = ["Method", "Mean accuracy (%)", "Friedman rank", "P90 (%)",
+                      "P95 (%)", "PMA (%)", "Wall time (s)", "CPU time (s)"]
+    summary_rows = []
+    for j, m in enumerate(methods):
+        summary_rows.append([
+            LABELS[m],
+            f"{100 * scores['mean'][j]:.2f} ± {100 * scores['std'][j]:.2f}",
+            f"{scores['rank'][j]:.2f}",
+            f"{100 * scores['p90'][j]:.1f}",
+            f"{100 * scores['p95'][j]:.1f}",
+            f"{100 * scores['pma'][j]:.2f}",
+            f"{seconds[m]:.0f}",
+            f"{cpu[m]:.0f}",
+        ])
+    detail_header = ["Dataset", "n", "d", "classes"] + labels + [
+        f"{label} choice" for label in labels if label != "RF"]
+    detail_rows = []
+    for i, row in enumerate(record["datasets"]):
+        best = acc[i].max()
+        cells = []
+        for j, m in enumerate(methods):
+            text = f"{100 * acc[i, j]:.1f}"
+            cells.append(f"**{text}**" if acc[i, j] == best else text)
+        choices = [_params({k: _from_jsonable(v) for k, v in
+                            row["results"][m]["params"].items()})
+                   for m in methods if m != "rf"]
+        detail_rows.append([row["dataset"], row["n"], row["d"], row["classes"]]
+                           + cells + choices)
+
+    meta = record["meta"]
+    intro = [
+        f"{len(names)} datasets, run {meta['date']} on {meta['machine']} "
+        f"({meta['cpus']} CPUs; {meta['note']}).",
+        f"Command: `{meta['command']}`; total wall time {meta['wall_seconds']:.0f} s, "
+        f"CPU time {meta.get('cpu_seconds', float('nan')):.0f} s.",
+        f"Software: sklearn_ntk {meta['sklearn_ntk']}, scikit-learn "
+        f"{meta['sklearn']}, numpy {meta['numpy']}.",
+    ]
+    if meta.get("skipped"):
+        intro.append("Skipped (not available): " + ", ".join(meta["skipped"]) + ".")
+    paragraphs = [
+        "Hyperparameters chosen on the `conxuntos.dat` train/validation split; "
+        "accuracy is the mean over the four `conxuntos_kfold.dat` train/test pairs. "
+        "Friedman rank: mean rank over datasets among the methods below (1 = best). "
+        "P90 / P95: share of datasets where a method reaches 90 % / 95 % of the "
+        "best accuracy among these methods; PMA: mean percentage of that maximum. "
+        "Times are seconds for selection and the four folds, wall-clock and CPU "
+        "(all threads of the process; on an idle machine the wall time is about the "
+        "CPU time divided by the cores used); SVC-NTK and "
+        "SVC-NNGP each include the shared Gram computation "
+        f"({sum(row['gram_seconds'] for row in record['datasets']):.0f} s in total, "
+        "both kernels at every depth in one pass).",
+    ]
+
+    md = ["# UCI benchmark (Arora et al., ICLR 2020 protocol)", ""]
+    md += [" ".join(intro), "", paragraphs[0], "", "## Summary", ""]
+    md += [_uci.markdown_table(summary_header, summary_rows), ""]
+    md += ["## Per dataset", "", "Test accuracy (%) and the selected hyperparameters "
+           "(L = depth); the best accuracy of each row is in bold.", ""]
+    md += [_uci.markdown_table(detail_header, detail_rows), ""]
+
+    rst = [" ".join(intro), "", paragraphs[0].replace("`", "``"), "",
+           ".. rubric:: Summary", ""]
+    rst += [_uci.rst_table(summary_header, summary_rows), ""]
+    rst += [".. rubric:: Per dataset", "",
+            "Test accuracy (%) and the selected hyperparameters (L = depth); the "
+            "best accuracy of each row is in bold.", ""]
+    rst += [_uci.rst_table(detail_header, detail_rows), ""]
+    return "\n".join(md), "\n".join(rst)
+
+
+def write(record, stem):
+    md, rst = render(record)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".md").write_text(md)
+    stem.with_suffix(".rst").write_text(rst)
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    print(md.split("## Per dataset")[0])
+    print(f"Wrote {stem.with_suffix('.md')} (.rst, .json)")
+
+
+# --------------------------------------------------------------------------- main
+def _default_root():
+    for candidate in (Path("../shared/uci"), REPO.parent / "shared" / "uci"):
+        if candidate.is_dir():
+            return candidate
+    return Path("../shared/uci")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("path", nargs="?", default=None,
+                        help="data directory (default ../shared/uci)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"only {', '.join(QUICK)}")
+    parser.add_argument("--datasets", nargs="+", help="dataset names to run")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=METHODS)
+    parser.add_argument("--n-jobs", type=int, default=2,
+                        help="threads for the Gram matrices and the grid fits")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="output stem (default benchmarks/results/uci_table"
+                             "[_quick]); .md, .rst and .json are written")
+    parser.add_argument("--note", default="machine shared with other jobs",
+                        help="remark on the machine, printed in the table")
+    parser.add_argument("--from-json", type=Path,
+                        help="re-render the tables of a results file and exit")
+    args = parser.parse_args(argv)
+
+    if args.from_json:
+        record = json.loads(args.from_json.read_text())
+        write(record, args.output or args.from_json.with_suffix(""))
+        return
+
+    root = Path(args.path) if args.path else _default_root()
+    names = _uci.list_datasets(root)
+    if args.datasets:
+        unknown = sorted(set(args.datasets) - set(names))
+        if unknown:
+            parser.error(f"unknown datasets: {', '.join(unknown)}")
+        names = [n for n in names if n in args.datasets]
+    elif args.quick:
+        names = [n for n in names if n in QUICK]
+    methods = [m for m in args.methods if available(m)]
+    skipped = [LABELS[m] for m in args.methods if m not in methods]
+    for label in skipped:
+        print(f"Skipping {label}: sklearn_ntk has no NTKClassifier yet.")
+
+    def make_record():
+        command = "python benchmarks/bench_uci.py" + "".join(
+            " " + a for a in (argv if argv is not None else sys.argv[1:]))
+        record = {
+            "meta": {
+                "date": datetime.date.today().isoformat(),
+                "machine": f"{platform.system()} {platform.machine()}",
+                "cpus": os.cpu_count(),
+                "note": f"{args.note}; 1-min load average {load_start:.1f} at start, "
+                        f"{os.getloadavg()[0]:.1f} at end",
+                "command": command,
+                "wall_seconds": time.perf_counter() - start_all,
+                "cpu_seconds": time.process_time() - cpu_all,
+                "sklearn_ntk": sklearn_ntk.__version__,
+                "sklearn": __import__("sklearn").__version__,
+                "numpy": np.__version__,
+                "skipped": skipped,
+                "grids": {"depth": DEPTHS, "C": C_GRID, "t": [_jsonable(t) for t in T_GRID],
+                          "rbf_gamma_times_d": RBF_GAMMAS,
+                          "rf_max_features": RF_MAX_FEATURES, "rf_trees": RF_TREES},
+            },
+            "methods": methods,
+            "datasets": rows,
+        }
+        return record
+
+    stem = args.output or RESULTS / ("uci_table_quick" if args.quick else "uci_table")
+    partial = stem.with_suffix(".partial.json")
+    start_all, cpu_all = time.perf_counter(), time.process_time()
+    load_start = os.getloadavg()[0]
+    rows = []
+    # Parallelism comes from n_jobs threads over grid points and Gram tiles;
+    # multi-threaded BLAS on top of them oversubscribes the cores (its idle
+    # threads spin), so BLAS runs single-threaded.
+    blas = threadpool_limits(limits=1, user_api="blas")
+    for index, name in enumerate(names, 1):
+        ds = _uci.load_dataset(root, name)
+        ctx = Context(ds, args.n_jobs)
+        results = {}
+        if {"svc-ntk", "svc-nngp"} & set(methods):
+            ctx.grams()
+        for m in methods:
+            start, cpu_start = time.perf_counter(), time.process_time()
+            acc, val, params = RUNNERS[m](ds, ctx)
+            seconds = time.perf_counter() - start
+            cpu = time.process_time() - cpu_start
+            if m in ("svc-ntk", "svc-nngp"):
+                # The shared Gram time is charged to both SVC-NTK and SVC-NNGP.
+                seconds += ctx.gram_seconds
+                cpu += ctx.gram_cpu
+            results[m] = {"accuracy": acc, "validation": val, "seconds": seconds,
+                          "cpu_seconds": cpu,
+                          "params": {k: _jsonable(v) for k, v in params.items()}}
+        rows.append({"dataset": name, "n": ds.n_samples, "d": ds.n_features,
+                     "classes": ds.n_classes, "gram_seconds": ctx.gram_seconds,
+                     "results": results})
+        line = "  ".join(f"{LABELS[m]} {100 * results[m]['accuracy']:5.1f}"
+                         f" ({results[m]['seconds']:.1f}s)" for m in methods)
+        print(f"[{index:2d}/{len(names)}] {name:32s} n={ds.n_samples:5d}  {line}",
+              flush=True)
+        del ctx
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(make_record(), indent=1))
+    blas.restore_original_limits()
+
+    write(make_record(), stem)
+    partial.unlink()
+
+
+if __name__ == "__main__":
+    main()
