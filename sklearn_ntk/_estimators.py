@@ -328,14 +328,19 @@ class _BaseGradientFlow(BaseEstimator):
             # The covariance is n_test × n_test anyway: one chunk.
             batches = [slice(0, n_test)]
         else:
-            # Per test row: the cross kernels and up to three temporaries of
+            # Per test row: the cross kernels and up to four temporaries of
             # the variance, each n_train long.
-            row_floats = n_train * (5 if return_std else 2) + n_times * n_outputs
+            row_floats = n_train * (6 if return_std else 2) + n_times * n_outputs
             chunk = get_chunk_n_rows(row_bytes=8 * row_floats, max_n_rows=n_test)
             batches = gen_batches(n_test, chunk)
         variances = np.empty((n_times, n_test)) if return_std else None
         covariances = None
         need_nngp = (return_std or return_cov) and self._kind == "ntk"
+        if need_nngp and n_times > 1 and "eigenvectors" in state:
+            # Several times: rotate 𝒦(X, X) into Θ's eigenbasis once (2 N³)
+            # to save one (n_test × N × N) product per time.
+            V = state["eigenvectors"]
+            state = dict(state, rotated_nngp=V.T @ state["nngp"] @ V)
         for rows in batches:
             K, nngp = self._cross_kernels(X[rows], want_nngp=need_nngp)
             means[rows] = K @ coefs
@@ -384,6 +389,21 @@ class _BaseGradientFlow(BaseEstimator):
                 return -((B * B) @ filters).T
             for i, c in enumerate(cs):
                 out[i] = -((B * _phi(eigenvalues, 2.0 * c)) @ B.T)
+            return out
+        if "rotated_nngp" in state:
+            # A_t = P_t Vᵀ with P_t = Θ(x,X) V diag(φ_t); with M = Vᵀ𝒦(X,X)V and
+            # G = 𝒦(x,X) V: A𝒦Aᵀ = P M Pᵀ and A𝒦(X,x') = P Gᵀ.
+            V, M = state["eigenvectors"], state["rotated_nngp"]
+            projected, G = K @ V, nngp @ V
+            for i, c in enumerate(cs):
+                P = projected * _phi(state["eigenvalues"], c)
+                PM = P @ M
+                if full:
+                    cross = P @ G.T
+                    out[i] = PM @ P.T - cross - cross.T
+                else:
+                    PM -= 2.0 * G
+                    out[i] = np.einsum("ij,ij->i", PM, P)
             return out
         train_nngp = state["nngp"]
         if "cholesky" in state:
