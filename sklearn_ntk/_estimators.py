@@ -236,7 +236,10 @@ class _BaseGradientFlow(BaseEstimator):
             # every time of staged_predict.
             V = self._state["eigenvectors"]
             self._state["projected_targets"] = V.T @ Y
-        self._coef = self._dual_coef(self._state, Y, self._time_scale(self.t))
+        # The time of the fit: predict stays consistent with the fitted state
+        # even if t is changed afterwards with set_params.
+        self._fitted_t = float(self.t)
+        self._coef = self._dual_coef(self._state, Y, self._time_scale(self._fitted_t))
         return self
 
     def _decomposition(self, memory, method):
@@ -446,7 +449,7 @@ class _BaseGradientFlow(BaseEstimator):
             )
         X = self._validate_test(X)
         cs = [self._time_scale(t) for t in times]
-        if list(times) == [self.t]:
+        if list(times) == [self._fitted_t]:
             state, coefs = self._state, self._coef
         else:
             needs_eigh = any(np.isfinite(times)) or "cholesky" not in self._state
@@ -571,7 +574,8 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
                 (n_samples, n_samples, n_targets)
             Only with ``return_cov``.
         """
-        result = self._predict_times(X, [self.t], return_std, return_cov)
+        check_is_fitted(self)
+        result = self._predict_times(X, [self._fitted_t], return_std, return_cov)
         if return_std or return_cov:
             return result[0][0], result[1][0]
         return result[0]
@@ -801,7 +805,8 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
-        return self._predict_times(X, [self.t])[0]
+        check_is_fitted(self)
+        return self._predict_times(X, [self._fitted_t])[0]
 
     def staged_decision_function(self, X, times):
         """:meth:`decision_function` at every training time in ``times``.
