@@ -1,8 +1,10 @@
 """Neural Tangent and NNGP kernels of infinitely wide networks for scikit-learn."""
 
 from ._kernels import NNGP, NTK
-from ._estimators import NNGPRegressor, NTKClassifier, NTKRegressor
+from ._estimators import NNGPRegressor, NTKClassifier, NTKRegressor, SingularKernelWarning
+from ._random_features import NNGPSampler, NTKSampler
 
 __all__ = ["NTK", "NNGP"]
-__all__ += ["NTKRegressor", "NNGPRegressor", "NTKClassifier"]
+__all__ += ["NTKRegressor", "NNGPRegressor", "NTKClassifier", "SingularKernelWarning"]
+__all__ += ["NTKSampler", "NNGPSampler"]
 __version__ = "0.1.0"

@@ -20,7 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_ntk._estimators as estimators_module
 from sklearn_ntk import NNGP, NTK, NNGPRegressor, NTKClassifier, NTKRegressor
-from sklearn_ntk._estimators import SingularKernelWarning
+from sklearn_ntk import SingularKernelWarning
 
 DATA = Path(__file__).parent / "data" / "neural_tangents_reference.npz"
 REGRESSORS = [NTKRegressor, NNGPRegressor]
