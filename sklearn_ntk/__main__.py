@@ -60,22 +60,24 @@ def main(argv=None):
     # machine, its spinning threads cost several times the work itself.
     with threadpool_limits(limits=1, user_api="blas"):
         with tempfile.TemporaryDirectory() as cache:
-            ntk = make_pipeline(StandardScaler(), NTKRegressor(alpha=1e-6, memory=cache))
+            network = NTKRegressor(alpha=1e-6, memory=cache)
+            ntk = make_pipeline(StandardScaler(), network)
             ntk_search, ntk_seconds = _search(ntk, NTK_GRID, X, y, cv, args.n_jobs)
         rbf = make_pipeline(StandardScaler(), KernelRidge(kernel="rbf"))
         rbf_search, rbf_seconds = _search(rbf, RBF_GRID, X, y, cv, args.n_jobs)
 
     def params(search):
-        return ", ".join(
-            f"{name.split('__')[1]}={value:g}" for name, value in search.best_params_.items()
-        )
+        best = search.best_params_.items()
+        return ", ".join(f"{name.split('__')[1]}={value:g}" for name, value in best)
 
     n_ntk = len(ntk_search.cv_results_["params"]) * args.folds
     n_rbf = len(rbf_search.cv_results_["params"]) * args.folds
-    print(f"NTKRegressor    best {params(ntk_search):28s} R² = {ntk_search.best_score_:.4f}"
-          f"   ({n_ntk} fits, {ntk_seconds:.1f} s)")
-    print(f"RBF KernelRidge best {params(rbf_search):28s} R² = {rbf_search.best_score_:.4f}"
-          f"   ({n_rbf} fits, {rbf_seconds:.1f} s)")
+    for name, search, n_fits, seconds in [
+        ("NTKRegressor   ", ntk_search, n_ntk, ntk_seconds),
+        ("RBF KernelRidge", rbf_search, n_rbf, rbf_seconds),
+    ]:
+        print(f"{name} best {params(search):28s} R² = {search.best_score_:.4f}"
+              f"   ({n_fits} fits, {seconds:.1f} s)")
     print(f"total {ntk_seconds + rbf_seconds:.1f} s")
     return ntk_search, rbf_search
 

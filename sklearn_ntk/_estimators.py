@@ -224,7 +224,9 @@ class _BaseGradientFlow(BaseEstimator):
     def _fit_targets(self, X, Y):
         """Fit to the 2-D target matrix Y (n_samples, n_outputs)."""
         self._depth, self._activation, self._beta, self._weight_std = (
-            check_network_params(self.depth, self.activation, self.beta, self.weight_std)
+            check_network_params(
+                self.depth, self.activation, self.beta, self.weight_std
+            )
         )
         self.X_train_ = X
         memory = check_memory(self.memory)
@@ -267,7 +269,7 @@ class _BaseGradientFlow(BaseEstimator):
         return cached(*args, n_jobs=self.n_jobs, memory=memory)
 
     def _time_scale(self, t):
-        """c = η t / N: the paper's time scale (neural-tangents divides by N·outputs)."""
+        """c = η t / N, the paper's time scale (neural-tangents: N · outputs)."""
         return self.learning_rate * float(t) / self.X_train_.shape[0]
 
     @staticmethod
@@ -457,7 +459,8 @@ class _BaseGradientFlow(BaseEstimator):
             if needs_eigh and "eigenvalues" not in state:
                 state = self._decomposition(check_memory(self.memory), "eigh")
             if "eigenvalues" in state and "projected_targets" not in state:
-                state = dict(state, projected_targets=state["eigenvectors"].T @ self._Y_train)
+                projected = state["eigenvectors"].T @ self._Y_train
+                state = dict(state, projected_targets=projected)
             coefs = np.hstack([self._dual_coef(state, self._Y_train, c) for c in cs])
         mean, spread = self._posterior(X, cs, state, coefs, return_std, return_cov)
         return self._shape_prediction(mean, spread, return_std, return_cov)
@@ -850,7 +853,8 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         -------
         y_pred : ndarray of shape (n_times, n_samples)
         """
-        return np.stack([self._labels(s) for s in self.staged_decision_function(X, times)])
+        scores = self.staged_decision_function(X, times)
+        return np.stack([self._labels(scores_at_t) for scores_at_t in scores])
 
     def _labels(self, scores):
         if scores.ndim == 1:

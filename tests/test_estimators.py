@@ -48,7 +48,9 @@ def relative_error(actual, expected):
 # -- correctness against outside oracles ---------------------------------------
 
 
-@pytest.mark.parametrize("mode, Estimator", [("ntk", NTKRegressor), ("nngp", NNGPRegressor)])
+@pytest.mark.parametrize(
+    "mode, Estimator", [("ntk", NTKRegressor), ("nngp", NNGPRegressor)]
+)
 @pytest.mark.parametrize("time", ["5.0", "None"])
 def test_matches_neural_tangents_ensemble(reference, mode, Estimator, time):
     """Mean and covariance equal gradient_descent_mse_ensemble to 1e-8 relative."""
@@ -70,7 +72,9 @@ def test_nngp_regressor_is_gaussian_process_posterior(problem, alpha):
     kernel = NNGP(depth=3, activation="erf", beta=0.2, weight_std=1.3)
     gpr = GaussianProcessRegressor(kernel=kernel, alpha=alpha, optimizer=None)
     gpr.fit(X, y)
-    reg = NNGPRegressor(depth=3, activation="erf", beta=0.2, weight_std=1.3, alpha=alpha)
+    reg = NNGPRegressor(
+        depth=3, activation="erf", beta=0.2, weight_std=1.3, alpha=alpha
+    )
     reg.fit(X, y)
     for options in [{"return_std": True}, {"return_cov": True}]:
         expected_mean, expected_spread = gpr.predict(X_test, **options)
@@ -189,7 +193,9 @@ def test_multi_output_equals_columnwise(problem, Estimator, t):
 
 @pytest.mark.parametrize("Estimator", REGRESSORS)
 @pytest.mark.parametrize("t", [np.inf, 4.0])
-def test_predict_in_chunks_without_test_by_test_matrix(problem, Estimator, t, monkeypatch):
+def test_predict_in_chunks_without_test_by_test_matrix(
+    problem, Estimator, t, monkeypatch
+):
     X, y, _ = problem
     X_test = np.random.default_rng(1).normal(size=(400, 4))
     reg = Estimator(t=t).fit(X, y)
@@ -287,7 +293,9 @@ def test_memory_with_callable_activation(problem, tmp_path):
     assert_allclose(cached.fit(X, y).predict(X_test), expected, rtol=1e-8)
     assert_allclose(cached.fit(X, y).predict(X_test), expected, rtol=1e-8)
     # A lambda cannot be hashed: computed without the cache, with a warning.
-    unhashable = NTKRegressor(activation=lambda x: np.tanh(x), t=3.0, memory=str(tmp_path))
+    unhashable = NTKRegressor(
+        activation=lambda x: np.tanh(x), t=3.0, memory=str(tmp_path)
+    )
     with pytest.warns(UserWarning, match="memory is ignored"):
         unhashable.fit(X, y)
     assert_allclose(unhashable.predict(X_test), expected, rtol=1e-8)
@@ -362,7 +370,8 @@ def test_classifier_encoding(problem):
     binary = NTKClassifier(depth=2).fit(X, y > 0)
     scores = binary.decision_function(X_test)
     assert scores.shape == (len(X_test),)
-    assert_allclose(scores, NTKRegressor(depth=2).fit(X, np.where(y > 0, 1.0, -1.0)).predict(X_test))
+    signs = np.where(y > 0, 1.0, -1.0)
+    assert_allclose(scores, NTKRegressor(depth=2).fit(X, signs).predict(X_test))
     assert_array_equal(binary.predict(X_test), scores > 0)
     assert binary.score(X, y > 0) == 1.0
 
