@@ -37,7 +37,9 @@ parameters are drawn in float64 and then rounded, so a float32 network is the
 rounding of the float64 network with the same seed.
 Gradient steps update the weight matrices in place with a BLAS ``gemm``
 (no temporary of the size of a weight matrix is ever allocated), and
-kernels, predictions and costs are returned in float64.
+kernels, predictions and costs are returned in float64.  All products run on
+one BLAS thread (measured faster on a shared machine); train independent
+networks in parallel (e.g. with joblib) to use several cores.
 """
 
 import contextlib
@@ -60,18 +62,19 @@ __all__ = ["Network", "FiniteNetworkRegressor"]
 # float64 temporary small when a wide float32 matrix is initialised.
 _INIT_CHUNK = 1 << 20
 
-# Below this many rows a product with a weight matrix is a memory-bound
-# matrix-vector-like operation: extra BLAS threads gain little, and on a busy
-# machine their synchronisation made it ten times slower in our measurements.
-# Small layers are left alone: limiting threads costs about a millisecond.
-_SINGLE_THREAD_ROWS = 128
-_SINGLE_THREAD_MIN_ENTRIES = 1 << 16
+# Networks run their matrix products on one BLAS thread.  Most products have
+# few rows (memory-bound, matrix-vector-like) or are small, and on a shared
+# 2-core machine we measured BLAS threads making them 1.3-20x *slower*
+# (width 100, 512 rows: 11 ms per gradient step on one thread, 200 ms on
+# two).  To use several cores, train independent networks in parallel, e.g.
+# with joblib.  Tiny layers are left alone: setting the limit costs ~1 ms.
+_SINGLE_THREAD_MIN_ENTRIES = 1 << 12
 _CONTROLLER = []
 
 
-def _blas_threads(n_rows, largest_layer):
-    """Context limiting BLAS to one thread for products with few rows."""
-    if n_rows < _SINGLE_THREAD_ROWS and largest_layer >= _SINGLE_THREAD_MIN_ENTRIES:
+def _blas_threads(largest_layer):
+    """Context running BLAS on one thread (see the comment above)."""
+    if largest_layer >= _SINGLE_THREAD_MIN_ENTRIES:
         if not _CONTROLLER:
             _CONTROLLER.append(ThreadpoolController())
         return _CONTROLLER[0].limit(limits=1, user_api="blas")
@@ -282,14 +285,13 @@ class Network:
         f : ndarray of shape (n_samples,)
         """
         X = self._check_X(X)
-        with _blas_threads(len(X), self._largest_layer):
+        with _blas_threads(self._largest_layer):
             return self._forward(X, keep=False)[0]
 
     def _kernels(self, X, Y, kind):
         X = self._check_X(X)
         Y = None if Y is None else self._check_X(Y, "Y")
-        n_rows = len(X) + (0 if Y is None else len(Y))
-        with _blas_threads(n_rows, self._largest_layer):
+        with _blas_threads(self._largest_layer):
             return self._kernels_checked(X, Y, kind)
 
     def _kernels_checked(self, X, Y, kind):
@@ -342,6 +344,18 @@ class Network:
         Returns
         -------
         K : ndarray of shape (n_samples_X, n_samples_Y)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_ntk.finite import Network
+        >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+        >>> net = Network(2, depth=3, width=64, random_state=0)
+        >>> K = net.ntk(X)
+        >>> bool(np.allclose(K, K.T)), bool(np.all(np.linalg.eigvalsh(K) > 0))
+        (True, True)
+        >>> bool(np.allclose(net.ntk(X, X[:1]), K[:, :1]))
+        True
         """
         return self._kernels(X, Y, "ntk")
 
@@ -360,6 +374,16 @@ class Network:
         Returns
         -------
         K : ndarray of shape (n_samples_X, n_samples_Y)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_ntk import NNGP
+        >>> from sklearn_ntk.finite import Network
+        >>> X = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
+        >>> K = Network(2, depth=4, width=1024, random_state=0).nngp(X)
+        >>> bool(np.abs(K - NNGP(depth=4)(X)).max() < 0.03)  # limit 0.08125 on the diagonal
+        True
         """
         return self._kernels(X, Y, "nngp")
 
@@ -393,6 +417,19 @@ class Network:
         Returns
         -------
         self : Network
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_ntk.finite import Network
+        >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+        >>> y = np.array([0.5, -0.5, 0.0])
+        >>> net = Network(2, depth=3, width=128, random_state=0)
+        >>> costs = []
+        >>> _ = net.fit(X, y, learning_rate=1.0, n_steps=100,
+        ...             callback=lambda step, network, f: costs.append(np.mean((f - y) ** 2) / 2))
+        >>> len(costs), bool(costs[-1] < 1e-2 * costs[0])
+        (101, True)
         """
         X = self._check_X(X)
         y = check_array(y, dtype=np.float64, ensure_2d=False, input_name="y")
@@ -406,7 +443,7 @@ class Network:
             raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}.")
         # Divergence shows up as non-finite outputs and is reported as such
         # (with a hint) instead of as a stream of overflow warnings.
-        with _blas_threads(len(X), self._largest_layer), np.errstate(
+        with _blas_threads(self._largest_layer), np.errstate(
             over="ignore", invalid="ignore"
         ):
             self._descend(X, y, learning_rate, int(n_steps), callback)
