@@ -386,13 +386,30 @@ def main(argv=None):
                              "[_quick]); .md, .rst and .json are written")
     parser.add_argument("--note", default="machine shared with other jobs",
                         help="remark on the machine, printed in the table")
-    parser.add_argument("--from-json", type=Path,
-                        help="re-render the tables of a results file and exit")
+    parser.add_argument("--shard", default=None, metavar="I/K",
+                        help="run only the I-th of K shards (0-based; datasets dealt "
+                             "by decreasing size), e.g. to run K processes at once; "
+                             "merge them with --from-json")
+    parser.add_argument("--from-json", type=Path, nargs="+",
+                        help="re-render (and merge) results files and exit")
     args = parser.parse_args(argv)
 
     if args.from_json:
-        record = json.loads(args.from_json.read_text())
-        write(record, args.output or args.from_json.with_suffix(""))
+        records = [json.loads(path.read_text()) for path in args.from_json]
+        record = records[0]
+        if len(records) > 1:
+            record["datasets"] = sorted(
+                (row for r in records for row in r["datasets"]),
+                key=lambda row: row["dataset"])
+            meta = record["meta"]
+            meta["wall_seconds"] = max(r["meta"]["wall_seconds"] for r in records)
+            meta["cpu_seconds"] = sum(r["meta"].get("cpu_seconds", 0) for r in records)
+            meta["command"] = (f"{len(records)} shards at once, "
+                               + meta["command"].split(" --shard")[0]
+                               + f" --shard I/{len(records)}")
+            meta["note"] = "; ".join(dict.fromkeys(r["meta"]["note"] for r in records))
+        stem = args.output or args.from_json[0].with_suffix("")
+        write(record, stem)
         return
 
     root = Path(args.path) if args.path else _default_root()
@@ -404,6 +421,11 @@ def main(argv=None):
         names = [n for n in names if n in args.datasets]
     elif args.quick:
         names = [n for n in names if n in QUICK]
+    if args.shard:
+        index, count = (int(v) for v in args.shard.split("/"))
+        sizes = {n: int(_uci._metadata(Path(root) / n)["n_patrons1"]) for n in names}
+        by_size = sorted(names, key=lambda n: (-sizes[n], n))
+        names = sorted(by_size[index::count])
     methods = [m for m in args.methods if available(m)]
     skipped = [LABELS[m] for m in args.methods if m not in methods]
     for label in skipped:
@@ -436,6 +458,8 @@ def main(argv=None):
         return record
 
     stem = args.output or RESULTS / ("uci_table_quick" if args.quick else "uci_table")
+    if args.shard and not args.output:
+        stem = stem.with_name(stem.name + f"_shard{args.shard.replace('/', 'of')}")
     partial = stem.with_suffix(".partial.json")
     start_all, cpu_all = time.perf_counter(), time.process_time()
     load_start = os.getloadavg()[0]
