@@ -1,0 +1,65 @@
+"""The Gram computation on a Dask distributed cluster gives the in-process result.
+
+`kernel_matrices` hands its tiles to :class:`joblib.Parallel`; under
+``joblib.parallel_config(backend="dask")`` they run on the workers of a
+``distributed.Client``.  The cluster is local: two worker processes, so the
+tasks really are pickled and shipped.
+"""
+
+import joblib
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from sklearn_ntk import NNGP, NTK  # noqa: E402
+from sklearn_ntk._recursion import kernel_matrices  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+    )
+    client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.RandomState(0)
+    return rng.normal(size=(150, 4)), rng.normal(size=(70, 4))
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [NTK(depth=3), NNGP(depth=4, activation="erf", beta=0.0), NTK(depth=2, activation="tanh")],
+)
+def test_kernel_on_dask_equals_in_process(client, data, kernel):
+    X, Y = data
+    expected_xx, expected_xy = kernel(X), kernel(X, Y)
+    expected_gradient = kernel(X, eval_gradient=True)[1]
+    with joblib.parallel_config(backend="dask"):
+        K_xx, K_xy = kernel(X), kernel(X, Y)
+        gradient = kernel(X, eval_gradient=True)[1]
+    # The same numpy code on the same machine: equal to rounding (the
+    # quadrature activations may sum in another order in a worker).
+    np.testing.assert_allclose(K_xx, expected_xx, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(K_xy, expected_xy, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-14, atol=1e-15)
+
+
+def test_tiles_run_on_both_workers(client, data):
+    X, _ = data
+    params = dict(depth=3, activation="relu", beta=0.1, weight_std=1.0, kernel="both",
+                  tile_size=32)
+    expected = kernel_matrices(X, **params)
+    with distributed.get_task_stream(client) as stream:
+        with joblib.parallel_config(backend="dask"):
+            result = kernel_matrices(X, **params)
+    workers = {task["worker"] for task in stream.data}
+    assert workers == set(client.scheduler_info()["workers"])
+    np.testing.assert_array_equal(result.ntk, expected.ntk)
+    np.testing.assert_array_equal(result.nngp, expected.nngp)

@@ -1,0 +1,181 @@
+"""NTKSampler / NNGPSampler (random features) and Nystroem with our kernels."""
+
+import numpy as np
+import pytest
+from sklearn.kernel_approximation import Nystroem
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import sklearn_ntk._random_features as random_features
+from sklearn_ntk import NNGP, NTK, NNGPSampler, NTKSampler
+from sklearn_ntk._activations import ACTIVATIONS
+
+SAMPLERS = [(NNGPSampler, NNGP), (NTKSampler, NTK)]
+
+
+def _relative_error(features, K):
+    return np.linalg.norm(features @ features.T - K) / np.linalg.norm(K)
+
+
+@pytest.fixture(scope="module")
+def X():
+    return np.random.RandomState(0).normal(size=(15, 4))
+
+
+@parametrize_with_checks([NNGPSampler(), NTKSampler(), NTKSampler(depth=1)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+@pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
+def test_unbiased_at_depth_two(X, sampler, kernel, activation):
+    # For depth <= 2 the expected feature inner product is the exact kernel:
+    # the mean over n draws must shrink towards it like n^(-1/2) with no
+    # floor.  Allow 3 standard errors of the mean.
+    K = kernel(depth=2, activation=activation)(X)
+    draws = np.array([
+        (lambda F: F @ F.T)(
+            sampler(depth=2, activation=activation, n_components=32,
+                    random_state=seed).fit_transform(X)
+        )
+        for seed in range(400)
+    ])
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - K) <= 3 * standard_error + 1e-12)
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+def test_mean_over_seeds_converges_at_depth_three(X, sampler, kernel):
+    # Deeper networks carry an O(1/n_components) bias (docstrings), too
+    # small to resolve here: the mean over draws is as close to the kernel
+    # as sampling noise allows, plus at most 1 %.
+    K = kernel(depth=3)(X)
+    draws = np.array([
+        (lambda F: F @ F.T)(
+            sampler(depth=3, n_components=100, random_state=seed).fit_transform(X)
+        )
+        for seed in range(300)
+    ])
+    standard_error = np.linalg.norm(draws.std(axis=0)) / np.sqrt(len(draws))
+    bias = np.linalg.norm(draws.mean(axis=0) - K)
+    assert bias < 2.5 * standard_error + 0.01 * np.linalg.norm(K)
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+def test_error_falls_like_inverse_square_root(X, sampler, kernel):
+    K = kernel(depth=3)(X)
+    sizes = np.array([64, 256, 1024])
+    errors = [
+        np.median([
+            _relative_error(
+                sampler(depth=3, n_components=size, random_state=seed).fit_transform(X), K
+            )
+            for seed in range(6)
+        ])
+        for size in sizes
+    ]
+    slope = np.polyfit(np.log(sizes), np.log(errors), 1)[0]
+    assert -0.7 < slope < -0.35
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+@pytest.mark.parametrize("activation", list(ACTIVATIONS) + [np.tanh])
+def test_every_activation(X, sampler, kernel, activation):
+    K = kernel(depth=3, activation=activation)(X)
+    features = sampler(
+        depth=3, activation=activation, n_components=1000, random_state=0
+    ).fit_transform(X)
+    assert features.shape == (len(X), 1000)
+    assert np.all(np.isfinite(features))
+    assert _relative_error(features, K) < 0.25
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+def test_hyperparameters_and_cross_kernel(sampler, kernel):
+    rng = np.random.RandomState(1)
+    X, Y = rng.normal(size=(10, 3)), rng.normal(size=(7, 3))
+    params = dict(depth=4, activation="erf", beta=0.5, weight_std=1.5)
+    K = kernel(**params)(X, Y)
+    transformer = sampler(n_components=1500, random_state=0, **params).fit(X)
+    approx = transformer.transform(X) @ transformer.transform(Y).T
+    assert np.linalg.norm(approx - K) / np.linalg.norm(K) < 0.2
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+def test_depth_one_is_exact_with_whole_blocks(X, sampler, kernel):
+    # The linear kernel's features are an orthogonal projection of
+    # [σ_w x/√n0, β]: exact when n_components is a multiple of n0 + 1.
+    features = sampler(depth=1, beta=0.3, n_components=10, random_state=0).fit_transform(X)
+    np.testing.assert_allclose(features @ features.T, kernel(depth=1, beta=0.3)(X),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+def test_tiny_n_components_is_projected_unbiased(X, sampler, kernel):
+    # Fewer components than the smallest network has features: projected
+    # down, still unbiased at depth 2.
+    K = kernel(depth=2)(X)
+    draws = np.array([
+        (lambda F: F @ F.T)(sampler(depth=2, n_components=1, random_state=seed)
+                            .fit_transform(X))
+        for seed in range(2000)
+    ])
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws.mean(axis=0) - K) <= 4 * standard_error + 1e-12)
+
+
+@pytest.mark.parametrize("sampler", [NNGPSampler, NTKSampler])
+def test_batches_do_not_change_the_result(X, sampler, monkeypatch):
+    transformer = sampler(depth=3, n_components=50, random_state=0).fit(X)
+    whole = transformer.transform(X)
+    monkeypatch.setattr(random_features, "_BATCH_BYTES", 1)
+    np.testing.assert_allclose(transformer.transform(X), whole, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("sampler", [NNGPSampler, NTKSampler])
+def test_reproducible_and_feature_names(X, sampler):
+    a = sampler(n_components=20, random_state=3).fit(X)
+    b = sampler(n_components=20, random_state=3).fit(X)
+    np.testing.assert_array_equal(a.transform(X), b.transform(X))
+    names = a.get_feature_names_out()
+    assert names[0] == f"{sampler.__name__.lower()}0" and len(names) == 20
+
+
+@pytest.mark.parametrize(
+    "sampler, params, message",
+    [
+        (NTKSampler, dict(activation="nope"), "activation"),
+        (NNGPSampler, dict(depth=0), "depth"),
+        (NNGPSampler, dict(beta=-1.0), "beta"),
+        (NTKSampler, dict(weight_std=0.0), "weight_std"),
+        (NTKSampler, dict(weight_std=np.inf), "weight_std"),
+    ],
+)
+def test_bad_parameters(X, sampler, params, message):
+    with pytest.raises(ValueError, match=message):
+        sampler(**params).fit(X)
+
+
+def test_bad_input(X):
+    transformer = NTKSampler().fit(X)
+    with pytest.raises(ValueError, match="features"):
+        transformer.transform(X[:, :2])
+    with pytest.raises(ValueError, match="NaN"):
+        NNGPSampler().fit(np.full((3, 2), np.nan))
+
+
+@pytest.mark.parametrize("kernel", [NTK(depth=3), NNGP(depth=2, activation="tanh")])
+def test_nystroem_with_our_kernels(X, kernel):
+    # With every sample as a landmark, Nystroem reproduces the kernel exactly.
+    features = Nystroem(kernel=kernel, n_components=len(X)).fit_transform(X)
+    np.testing.assert_allclose(features @ features.T, kernel(X), rtol=1e-8, atol=1e-10)
+    # Fewer landmarks: an approximation, usable in a pipeline.
+    rng = np.random.RandomState(0)
+    X_big = rng.normal(size=(300, 4))
+    y = np.sin(X_big[:, 0]) + X_big[:, 1] * X_big[:, 2]
+    model = make_pipeline(
+        Nystroem(kernel=kernel, n_components=100, random_state=0), Ridge(alpha=1e-3)
+    ).fit(X_big, y)
+    assert model.score(X_big, y) > 0.8
