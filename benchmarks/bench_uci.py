@@ -72,7 +72,7 @@ from pathlib import Path
 
 import joblib
 import numpy as np
-from joblib import Parallel, delayed
+from sklearn.utils.parallel import Parallel, delayed
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.svm import SVC
@@ -398,9 +398,11 @@ def main(argv=None):
         records = [json.loads(path.read_text()) for path in args.from_json]
         record = records[0]
         if len(records) > 1:
-            record["datasets"] = sorted(
-                (row for r in records for row in r["datasets"]),
-                key=lambda row: row["dataset"])
+            merged = {}
+            for r in records:  # a dataset run twice keeps its first result
+                for row in r["datasets"]:
+                    merged.setdefault(row["dataset"], row)
+            record["datasets"] = [merged[name] for name in sorted(merged)]
             meta = record["meta"]
             meta["wall_seconds"] = max(r["meta"]["wall_seconds"] for r in records)
             meta["cpu_seconds"] = sum(r["meta"].get("cpu_seconds", 0) for r in records)

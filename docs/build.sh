@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Build the HTML documentation the way CI does, from the repository root:
+#
+#     bash docs/build.sh
+#
+# * warnings are errors (-W --keep-going: every warning is reported, then the
+#   build fails);
+# * nitpicky mode (-n) checks every internal cross-reference (objects of
+#   sklearn_ntk, pages, labels); references into other projects cannot be
+#   resolved without network access (no intersphinx inventories) and are
+#   ignored, see nitpick_ignore_regex in conf.py;
+# * `-b linkcheck` (external URLs) needs network access and is not run;
+# * the gallery examples run in their reduced size (SKLEARN_NTK_EXAMPLES_FULL
+#   unset); SKLEARN_NTK_DOCS_PLOT=False skips running them (fast rebuilds);
+# * every public object must have an Examples section (docs/check_docstrings.py).
+#
+# Output: docs/_build/html/index.html.  Needs the `docs` extra:
+#     pip install -e ".[docs]"
+set -euo pipefail
+DOCS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PYTHON="${PYTHON:-python}"
+unset SKLEARN_NTK_EXAMPLES_FULL
+"$PYTHON" "$DOCS/check_docstrings.py"
+rm -rf "$DOCS/generated" "$DOCS/auto_examples"
+"$PYTHON" -m sphinx -b html -W --keep-going -n -q "$DOCS" "$DOCS/_build/html" "$@"
+echo "Built $DOCS/_build/html/index.html"
