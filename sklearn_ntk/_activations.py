@@ -31,7 +31,7 @@ import numpy as np
 from scipy.special import erf, expit, roots_hermite
 
 _TWO_PI = 2.0 * np.pi
-_SNAP_TO_ONE = 1.0 - 8.0 * np.finfo(float).eps
+_SNAP_SCALE = 1.0 + 8.0 * np.finfo(float).eps
 
 
 def _inverse_sqrt(q):
@@ -42,23 +42,26 @@ def _inverse_sqrt(q):
     return root, inverse
 
 
-def _correlation(q_rows, q_cols, cov):
+def _correlation(q_rows, q_cols, cov, out=None):
     """Return rho = q12 / sqrt(q11 q22) clipped to [-1, 1].
 
     Rows or columns of zero variance (a zero input with beta = 0) have an
     undefined correlation; it is set to 0, i.e. an angle of pi/2, as in
     neural-tangents.  Per-point inverse square roots keep the per-entry work
     to two multiplications.
+
+    Duplicated or rescaled points have |rho| = 1 exactly, but rounding leaves
+    1 - O(eps), which arccos amplifies to an angle of ~sqrt(eps) = 1e-8.  An
+    angle that small is not resolvable from rounded inputs anyway, so rho is
+    scaled by 1 + 8 eps before clipping: everything within 8 ulps of ±1 snaps
+    to ±1, and nothing else moves by more than rounding does.
     """
     _, inverse_rows = _inverse_sqrt(q_rows)
     _, inverse_cols = _inverse_sqrt(q_cols)
-    rho = np.multiply(cov, inverse_rows[:, None])
+    inverse_rows *= _SNAP_SCALE
+    rho = np.multiply(cov, inverse_rows[:, None], out=out)
     rho *= inverse_cols[None, :]
     np.clip(rho, -1.0, 1.0, out=rho)
-    # Duplicated or rescaled points have |rho| = 1 exactly, but rounding leaves
-    # 1 - O(eps), and arccos amplifies that to an angle of ~sqrt(eps) = 1e-8.
-    # Within a few ulps of ±1 the angle is not resolvable anyway: snap it.
-    np.copysign(1.0, rho, out=rho, where=np.abs(rho) >= _SNAP_TO_ONE)
     return rho
 
 
@@ -90,6 +93,16 @@ class Activation:
             ``tuple(a[i0:i1] for a in features)``.
         """
         return [(np.asarray(q),) for q in variances]
+
+    def dual(self, rows, cols, cov, workspace=None):
+        """Return (k, kdot) for a tile.
+
+        ``workspace``, when given, is a list of scratch arrays shaped like
+        ``cov`` that an implementation may use to avoid allocating; it may
+        also overwrite ``cov``.  The returned arrays may be ``cov`` or members
+        of ``workspace``, valid until the next call with the same workspace.
+        """
+        raise NotImplementedError
 
     def dual_diag(self, q):
         """Return (k, kdot) at q11 = q22 = q12 = q (correlation exactly 1)."""
@@ -123,24 +136,26 @@ class PiecewiseLinearActivation(Activation):
     def derivative(self, x):
         return np.where(x > 0, self.positive_slope, self.negative_slope) * np.ones_like(x)
 
-    def dual(self, rows, cols, cov):
+    def dual(self, rows, cols, cov, workspace=None):
+        in_place = workspace is not None
+        if not in_place:
+            workspace = [np.empty_like(cov) for _ in range(3)]
         sqrt_rows = np.sqrt(rows[0])
         sqrt_cols = np.sqrt(cols[0]) * self._c
-        rho = _correlation(rows[0], cols[0], cov)
-        theta = np.arccos(rho)
+        rho = _correlation(rows[0], cols[0], cov, out=workspace[0])
+        theta = np.arccos(rho, out=workspace[1])
         # sin(arccos rho) = sqrt((1 - rho)(1 + rho)), accurate near rho = ±1
         # and ~7x cheaper than calling sin.
-        sin_theta = np.add(1.0, rho)
-        rho -= 1.0
+        sin_theta = np.add(1.0, rho, out=workspace[2])
+        np.subtract(1.0, rho, out=rho)
         sin_theta *= rho
-        np.negative(sin_theta, out=sin_theta)
         np.sqrt(sin_theta, out=sin_theta)
         sin_theta *= sqrt_rows[:, None]
         sin_theta *= sqrt_cols[None, :]
         kdot = theta
         kdot *= -self._c
         kdot += self._a
-        k = np.multiply(kdot, cov, out=rho)
+        k = np.multiply(kdot, cov, out=cov if in_place else rho)
         k += sin_theta
         return k, kdot
 
@@ -207,7 +222,7 @@ class ErfActivation(Activation):
     def _product(rows, cols):
         return (1.0 + 2.0 * rows[0])[:, None] * (1.0 + 2.0 * cols[0])[None, :]
 
-    def dual(self, rows, cols, cov):
+    def dual(self, rows, cols, cov, workspace=None):
         product = self._product(rows, cols)
         # product - 4 q12^2 >= 1 + 2 q11 + 2 q22 > 0, so nothing is singular.
         denominator = product - 4.0 * cov * cov
@@ -257,7 +272,7 @@ class IdentityActivation(Activation):
     def derivative(self, x):
         return np.ones_like(np.asarray(x, dtype=float))
 
-    def dual(self, rows, cols, cov):
+    def dual(self, rows, cols, cov, workspace=None):
         return cov.copy(), np.ones_like(cov)
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
@@ -300,7 +315,7 @@ class TrigonometricActivation(Activation):
             return hyperbolic_sine, hyperbolic_cosine
         return hyperbolic_cosine, hyperbolic_sine
 
-    def dual(self, rows, cols, cov):
+    def dual(self, rows, cols, cov, workspace=None):
         mean_variance = 0.5 * (rows[0][:, None] + cols[0][None, :])
         return self._pair(mean_variance, cov)
 
@@ -382,7 +397,7 @@ class GeluActivation(Activation):
         )
         return dk, dkdot
 
-    def dual(self, rows, cols, cov):
+    def dual(self, rows, cols, cov, workspace=None):
         k, kdot, _ = self._terms(rows[0][:, None], cols[0][None, :], cov)
         return k, kdot
 
@@ -584,7 +599,7 @@ class QuadratureActivation(Activation):
             total += term
         return total
 
-    def dual(self, rows, cols, cov):
+    def dual(self, rows, cols, cov, workspace=None):
         (q_rows, c_rows), (q_cols, c_cols) = rows, cols
         rho = _correlation(q_rows, q_cols, cov)
         k = self._mehler(rho, c_rows[:, 0], c_cols[:, 0])

@@ -153,32 +153,34 @@ def _tile(
         d_nngp[1] *= 2.0
         d_ntk = d_nngp.copy() if want_ntk and depth > 1 else d_nngp
 
-    n_kept = depth if all_depths else 1
+    # With all_depths every layer is copied into a stack; otherwise the final
+    # state arrays themselves are returned (with a leading axis of length 1).
     out = {}
-    if want_nngp:
-        out["nngp"] = np.empty((n_kept,) + nngp.shape)
-    if want_ntk:
-        out["ntk"] = np.empty((n_kept,) + nngp.shape)
-    if eval_gradient:
-        if want_nngp:
-            out["nngp_gradient"] = np.empty((n_kept, 2) + nngp.shape)
-        if want_ntk:
-            out["ntk_gradient"] = np.empty((n_kept, 2) + nngp.shape)
+    names = [name for name, wanted in (("nngp", want_nngp), ("ntk", want_ntk)) if wanted]
+    if all_depths:
+        for name in names:
+            out[name] = np.empty((depth,) + nngp.shape)
+            if eval_gradient:
+                out[name + "_gradient"] = np.empty((depth, 2) + nngp.shape)
 
-    def keep(layer):
-        index = layer if all_depths else 0
-        if want_nngp:
-            out["nngp"][index] = nngp
-        if want_ntk:
-            out["ntk"][index] = ntk
+    def keep(layer, state):
+        for key, values in state.items():
+            if all_depths:
+                out[key][layer] = values
+            else:
+                out[key] = values[None]
+
+    def current_state():
+        state = {"nngp": nngp, "ntk": ntk}
         if eval_gradient:
-            if want_nngp:
-                out["nngp_gradient"][index] = d_nngp
-            if want_ntk:
-                out["ntk_gradient"][index] = d_ntk
+            state.update(nngp_gradient=d_nngp, ntk_gradient=d_ntk)
+        return {key: value for key, value in state.items() if key.split("_")[0] in names}
 
     if all_depths or depth == 1:
-        keep(0)
+        keep(0, current_state())
+    # Scratch arrays reused by the activation across layers (fresh arrays of
+    # tile size each layer cost page faults comparable to the arithmetic).
+    workspace = None if eval_gradient else [np.empty_like(nngp) for _ in range(3)]
     for layer in range(1, depth):
         rows, cols = rows_by_layer[layer - 1], cols_by_layer[layer - 1]
         if eval_gradient:
@@ -187,7 +189,8 @@ def _tile(
                 d_rows_by_layer[layer - 1], d_cols_by_layer[layer - 1], d_nngp,
             )
         else:
-            k, kdot = activation.dual(rows, cols, nngp)
+            # May overwrite nngp, which the new Σ replaces anyway.
+            k, kdot = activation.dual(rows, cols, nngp, workspace)
         # kdot becomes the slope Σ̇ and k the new Σ, both in place.
         slope = kdot
         slope *= weight_var
@@ -212,7 +215,7 @@ def _tile(
             ntk *= slope
             ntk += nngp
         if all_depths or layer == depth - 1:
-            keep(layer)
+            keep(layer, current_state())
     return out
 
 

@@ -140,7 +140,8 @@ class Network:
     (2, 2)
     >>> bool(np.abs(theta - NTK(depth=4)(X)).max() < 0.1)  # Θ∞(x, x) = 0.2825
     True
-    >>> net.fit(X, [0.0, 1.0], learning_rate=1.0, n_steps=200).cost(X, [0.0, 1.0]) < 1e-3
+    >>> y = [0.0, 1.0]
+    >>> net.fit(X, y, learning_rate=1.0, n_steps=200).cost(X, y) < 1e-3
     True
     """
 
@@ -382,7 +383,7 @@ class Network:
         >>> from sklearn_ntk.finite import Network
         >>> X = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
         >>> K = Network(2, depth=4, width=1024, random_state=0).nngp(X)
-        >>> bool(np.abs(K - NNGP(depth=4)(X)).max() < 0.03)  # limit 0.08125 on the diagonal
+        >>> bool(np.abs(K - NNGP(depth=4)(X)).max() < 0.03)  # limit: 0.08125 at x = x'
         True
         """
         return self._kernels(X, Y, "nngp")
@@ -426,8 +427,9 @@ class Network:
         >>> y = np.array([0.5, -0.5, 0.0])
         >>> net = Network(2, depth=3, width=128, random_state=0)
         >>> costs = []
-        >>> _ = net.fit(X, y, learning_rate=1.0, n_steps=100,
-        ...             callback=lambda step, network, f: costs.append(np.mean((f - y) ** 2) / 2))
+        >>> def record(step, network, f):
+        ...     costs.append(np.mean((f - y) ** 2) / 2)
+        >>> _ = net.fit(X, y, learning_rate=1.0, n_steps=100, callback=record)
         >>> len(costs), bool(costs[-1] < 1e-2 * costs[0])
         (101, True)
         """
@@ -439,7 +441,8 @@ class Network:
             )
         if not np.isfinite(learning_rate) or learning_rate <= 0:
             raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}.")
-        if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
+        if (isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral)
+                or n_steps < 0):
             raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}.")
         # Divergence shows up as non-finite outputs and is reported as such
         # (with a hint) instead of as a stream of overflow warnings.
