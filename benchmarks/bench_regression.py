@@ -12,7 +12,7 @@ regression datasets available offline with scikit-learn:
     ``load_linnerud`` (20 samples, 3 features, 3 targets; R² averaged over
     the targets).
 ``friedman1``, ``friedman2``, ``friedman3``
-    ``make_friedman1/2/3`` (500 samples, seed 0, noise 1.0 / 100 / 0.1): the
+    ``make_friedman1/2/3`` (200 samples, seed 0, noise 1.0 / 100 / 0.1): the
     classic synthetic benchmarks, generated, not downloaded.
 
 Every method sees standardised inputs (``StandardScaler``) and standardised
@@ -93,9 +93,9 @@ def datasets(quick=False):
         return data
     X, Y = load_linnerud(return_X_y=True)
     data.append(("linnerud", X, Y))
-    data.append(("friedman1",) + make_friedman1(500, noise=1.0, random_state=SEED))
-    data.append(("friedman2",) + make_friedman2(500, noise=100.0, random_state=SEED))
-    data.append(("friedman3",) + make_friedman3(500, noise=0.1, random_state=SEED))
+    data.append(("friedman1",) + make_friedman1(200, noise=1.0, random_state=SEED))
+    data.append(("friedman2",) + make_friedman2(200, noise=100.0, random_state=SEED))
+    data.append(("friedman3",) + make_friedman3(200, noise=0.1, random_state=SEED))
     return data
 
 

@@ -65,6 +65,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -406,10 +407,14 @@ def main(argv=None):
             meta = record["meta"]
             meta["wall_seconds"] = max(r["meta"]["wall_seconds"] for r in records)
             meta["cpu_seconds"] = sum(r["meta"].get("cpu_seconds", 0) for r in records)
-            meta["command"] = (f"{len(records)} shards at once, "
-                               + meta["command"].split(" --shard")[0]
-                               + f" --shard I/{len(records)}")
-            meta["note"] = "; ".join(dict.fromkeys(r["meta"]["note"] for r in records))
+            loads = [float(v) for r in records for v in re.findall(
+                r"load average ([0-9.]+) at start, ([0-9.]+) at end", r["meta"]["note"])[0]]
+            meta["command"] = ("python benchmarks/bench_uci.py, split over "
+                               f"{len(records)} processes run at the same time "
+                               "(--shard I/K and --datasets subsets), merged with "
+                               "--from-json")
+            meta["note"] = (f"{args.note}; 1-min load average between "
+                            f"{min(loads):.1f} and {max(loads):.1f}")
         stem = args.output or args.from_json[0].with_suffix("")
         write(record, stem)
         return
