@@ -41,33 +41,56 @@ def data(n, seed=0):
     return X, y
 
 
+def _eigh(driver):
+    def run(A):
+        return scipy.linalg.eigh(A, driver=driver, overwrite_a=True, check_finite=False)
+
+    return run
+
+
+DRIVERS = {
+    "scipy evd": _eigh("evd"),
+    "scipy evr": _eigh("evr"),
+    "scipy ev": _eigh("ev"),
+    "numpy eigh": np.linalg.eigh,
+    "cholesky": lambda A: scipy.linalg.cho_factor(A, overwrite_a=True, check_finite=False),
+}
+
+
 def bench_drivers(sizes, repeats, threads):
-    """Symmetric eigendecomposition drivers and Cholesky on an NTK Gram matrix."""
-    print(f"\n### LAPACK drivers ({threads} BLAS thread(s)), seconds, median of {repeats}\n")
-    print("| n | scipy eigh evd | scipy eigh evr | scipy eigh ev | numpy eigh | cholesky |")
-    print("|---|---|---|---|---|---|")
+    """Symmetric eigendecomposition drivers and Cholesky on an NTK Gram matrix.
+
+    Repeats are interleaved (every driver once, then again) so that a burst
+    of load on the shared machine hits all drivers alike.
+    """
+    print(f"\n### LAPACK drivers ({threads} BLAS thread(s)), seconds, "
+          f"median of {repeats} interleaved runs\n")
+    print("| n | " + " | ".join(DRIVERS) + " | max residual ‖KV − VΛ‖/λmax, ‖VᵀV − I‖ |")
+    print("|---|" + "---|" * (len(DRIVERS) + 1))
     for n in sizes:
         X, _ = data(n)
         K = NTK(depth=3)(X) + 1e-10 * np.eye(n)
-        candidates = {
-            "evd": lambda A: scipy.linalg.eigh(A, driver="evd", overwrite_a=True, check_finite=False),
-            "evr": lambda A: scipy.linalg.eigh(A, driver="evr", overwrite_a=True, check_finite=False),
-            "ev": lambda A: scipy.linalg.eigh(A, driver="ev", overwrite_a=True, check_finite=False),
-            "numpy": lambda A: np.linalg.eigh(A),
-            "cholesky": lambda A: scipy.linalg.cho_factor(A, overwrite_a=True, check_finite=False),
-        }
-        row = []
+        names = [name for name in DRIVERS if not (name == "scipy ev" and n > 2000)]
+        times = {name: [] for name in names}
+        errors = []
         with threadpool_limits(limits=threads, user_api="blas"):
-            for name, function in candidates.items():
-                if name == "ev" and n > 2000:
-                    row.append("–")  # QR iteration: far behind, not worth the minutes
-                    continue
-                seconds, _ = median_time(function, repeats, setup=lambda: np.asfortranarray(K))
-                row.append(f"{seconds:.2f}")
-        # Accuracy of the chosen driver: residual of K V = V diag(λ).
-        w, V = scipy.linalg.eigh(K, driver="evd")
-        residual = np.abs(K @ V - V * w).max() / w.max()
-        print(f"| {n} | " + " | ".join(row) + f" |  (evd residual {residual:.1e})", flush=True)
+            for _ in range(repeats):
+                for name in names:
+                    A = np.asfortranarray(K)
+                    start = time.perf_counter()
+                    result = DRIVERS[name](A)
+                    times[name].append(time.perf_counter() - start)
+                    if name != "cholesky" and len(times[name]) == 1:
+                        w, V = result
+                        errors.append((
+                            np.abs(K @ V - V * w).max() / w.max(),
+                            np.abs(V.T @ V - np.eye(n)).max(),
+                        ))
+        row = [f"{np.median(times[name]):.2f}" if name in times else "–" for name in DRIVERS]
+        residual = max(e[0] for e in errors)
+        orthogonality = max(e[1] for e in errors)
+        print(f"| {n} | " + " | ".join(row)
+              + f" | {residual:.1e}, {orthogonality:.1e} |", flush=True)
 
 
 def bench_fit_predict(sizes, repeats, n_test):
@@ -142,8 +165,14 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2],
                         help="BLAS threads for the driver benchmark")
+    parser.add_argument("--blas-threads", type=int, default=1,
+                        help="BLAS threads for everything (0: library default)")
     args = parser.parse_args()
     sections = args.only or ["drivers", "fit", "grid", "staged"]
+    if args.blas_threads:
+        # The machines are shared: one BLAS thread gives reproducible figures
+        # (threaded OpenBLAS on oversubscribed cores is several times slower).
+        threadpool_limits(limits=args.blas_threads, user_api="blas")
     blas = [f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
             for i in threadpool_info() if i["user_api"] == "blas"]
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy "

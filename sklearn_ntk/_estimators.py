@@ -117,22 +117,18 @@ def _decompose(K, alpha, method):
     return {"eigenvalues": eigenvalues, "eigenvectors": eigenvectors}
 
 
-def _fit_decomposition(
-    X, depth, activation, beta, weight_std, kind, alpha, method,
-    n_jobs=None, memory=None,
+def _cached_eigendecomposition(
+    X, depth, activation, beta, weight_std, kind, alpha, n_jobs=None, memory=None,
 ):
-    """Training decomposition and the NNGP kernel 𝒦(X, X) (for kind "ntk").
+    """Eigendecomposition of K + alpha*I, the kernel coming from ``memory``.
 
-    With a cache the kernels are fetched through their own cached function,
-    so a new ``alpha`` or ``method`` reuses them.
+    Only eigenvalues and eigenvectors are stored: the NNGP kernel needed for
+    the covariance stays in the kernel cache (writing it twice would cost
+    more disk time than most of the fit).
     """
-    kernels = _training_kernels
-    if memory is not None:
-        kernels = memory.cache(_training_kernels, ignore=["n_jobs"])
-    K, nngp = kernels(X, depth, activation, beta, weight_std, kind, n_jobs)
-    state = _decompose(K, alpha, method)
-    state["nngp"] = nngp
-    return state
+    kernels = memory.cache(_training_kernels, ignore=["n_jobs"])
+    K, _ = kernels(X, depth, activation, beta, weight_std, kind, n_jobs)
+    return _decompose(K, alpha, "eigh")
 
 
 # ---------------------------------------------------------------------------
@@ -229,9 +225,8 @@ class _BaseGradientFlow(BaseEstimator):
             )
         )
         self.X_train_ = X
-        memory = check_memory(self.memory)
         method = "cholesky" if np.isinf(self.t) else "eigh"
-        self._state = self._decomposition(memory, method)
+        self._state = self._decomposition(method)
         self._Y_train = Y
         if method == "eigh":
             # Vᵀy: projections of the targets on the eigenvectors, shared by
@@ -241,17 +236,58 @@ class _BaseGradientFlow(BaseEstimator):
         # The time of the fit: predict stays consistent with the fitted state
         # even if t is changed afterwards with set_params.
         self._fitted_t = float(self.t)
-        self._coef = self._dual_coef(self._state, Y, self._time_scale(self._fitted_t))
+        c = self._time_scale(self._fitted_t)
+        self._coef = self._dual_coef(self._state, Y, [c])
         return self
 
-    def _decomposition(self, memory, method):
+    def _decomposition(self, method):
         """The training decomposition for ``method``, through ``memory``."""
+        memory = self._usable_memory()
+        args = self._kernel_args()
+        if memory is None:
+            K, nngp = _training_kernels(*args, n_jobs=self.n_jobs)
+            state = _decompose(K, float(self.alpha), method)
+            state["nngp"] = nngp  # from the same pass: keep it
+            return state
+        if method == "eigh":
+            cached = memory.cache(_cached_eigendecomposition, ignore=["n_jobs", "memory"])
+            return cached(*args, float(self.alpha), n_jobs=self.n_jobs, memory=memory)
+        # The Cholesky factor is not stored: it costs about as much to compute
+        # (N³/3 flops) as to write to and read back from disk.
+        kernels = memory.cache(_training_kernels, ignore=["n_jobs"])
+        K, _ = kernels(*args, n_jobs=self.n_jobs)  # a fresh copy: ours to overwrite
+        return _decompose(K, float(self.alpha), "cholesky")
+
+    def _kernel_args(self):
+        """Arguments of _training_kernels; with memory, also its cache key.
+
+        The key holds the activation parameter as given (a name or the user's
+        function, which joblib hashes stably), not its resolved form.
+        """
         depth, _, beta, weight_std = self._network()
-        # The cache key holds the activation parameter as given (a name or the
-        # user's function), which joblib hashes stably.
-        args = (self.X_train_, depth, self.activation, beta, weight_std, self._kind,
-                float(self.alpha), method)
-        if memory.location is not None and callable(self.activation):
+        return (self.X_train_, depth, self.activation, beta, weight_std, self._kind)
+
+    def _train_nngp(self, state):
+        """𝒦(X_train, X_train), needed by the covariance when all layers train.
+
+        With ``memory`` it is read back from the kernel cache when first
+        needed (recomputed if the cache was cleared).
+        """
+        if state.get("nngp") is not None:
+            return state["nngp"]
+        memory = self._usable_memory()
+        args = self._kernel_args()
+        if memory is None:
+            return _training_kernels(*args, n_jobs=self.n_jobs)[1]
+        kernels = memory.cache(_training_kernels, ignore=["n_jobs"])
+        return kernels(*args, n_jobs=self.n_jobs)[1]
+
+    def _usable_memory(self):
+        """The joblib.Memory to cache with, or None."""
+        memory = check_memory(self.memory)
+        if memory.location is None:
+            return None
+        if callable(self.activation):
             try:
                 joblib.hash(self.activation)
             except Exception:  # pickling errors of all kinds: no stable key
@@ -260,28 +296,31 @@ class _BaseGradientFlow(BaseEstimator):
                     "be pickled, so it has no cache key; use a module-level "
                     "function instead of a lambda or closure.",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
-                memory = check_memory(None)
-        if memory.location is None:
-            return _fit_decomposition(*args, n_jobs=self.n_jobs)
-        cached = memory.cache(_fit_decomposition, ignore=["n_jobs", "memory"])
-        return cached(*args, n_jobs=self.n_jobs, memory=memory)
+                return None
+        return memory
 
     def _time_scale(self, t):
         """c = η t / N, the paper's time scale (neural-tangents: N · outputs)."""
         return self.learning_rate * float(t) / self.X_train_.shape[0]
 
     @staticmethod
-    def _dual_coef(state, Y, c):
-        """Coefficients a with mean(x) = K(x, X) a, shape (n_train, n_outputs)."""
+    def _dual_coef(state, Y, cs):
+        """Coefficients a with mean(x) = K(x, X) a for every time scale in cs.
+
+        Returns shape (n_train, len(cs) * n_outputs), times side by side.
+        """
         if "cholesky" in state:
-            return linalg.cho_solve((state["cholesky"], False), Y, check_finite=False)
+            coef = linalg.cho_solve((state["cholesky"], False), Y, check_finite=False)
+            return np.tile(coef, len(cs))
         V = state["eigenvectors"]
         projected = state.get("projected_targets")
         if projected is None:
             projected = V.T @ Y
-        return V @ (_phi(state["eigenvalues"], c)[:, None] * projected)
+        filtered = [_phi(state["eigenvalues"], c)[:, None] * projected for c in cs]
+        # One product with V for all times: V is read from memory once.
+        return V @ np.hstack(filtered)
 
     # -- prediction ----------------------------------------------------------
 
@@ -341,11 +380,13 @@ class _BaseGradientFlow(BaseEstimator):
         variances = np.empty((n_times, n_test)) if return_std else None
         covariances = None
         need_nngp = (return_std or return_cov) and self._kind == "ntk"
+        if need_nngp:
+            state = dict(state, nngp=self._train_nngp(state))
         if need_nngp and n_times > 1 and "eigenvectors" in state:
             # Several times: rotate 𝒦(X, X) into Θ's eigenbasis once (2 N³)
             # to save one (n_test × N × N) product per time.
             V = state["eigenvectors"]
-            state = dict(state, rotated_nngp=V.T @ state["nngp"] @ V)
+            state["rotated_nngp"] = V.T @ state["nngp"] @ V
         for rows in batches:
             K, nngp = self._cross_kernels(X[rows], want_nngp=need_nngp)
             means[rows] = K @ coefs
@@ -457,11 +498,11 @@ class _BaseGradientFlow(BaseEstimator):
             needs_eigh = any(np.isfinite(times)) or "cholesky" not in self._state
             state = self._state
             if needs_eigh and "eigenvalues" not in state:
-                state = self._decomposition(check_memory(self.memory), "eigh")
+                state = self._decomposition("eigh")
             if "eigenvalues" in state and "projected_targets" not in state:
                 projected = state["eigenvectors"].T @ self._Y_train
                 state = dict(state, projected_targets=projected)
-            coefs = np.hstack([self._dual_coef(state, self._Y_train, c) for c in cs])
+            coefs = self._dual_coef(state, self._Y_train, cs)
         mean, spread = self._posterior(X, cs, state, coefs, return_std, return_cov)
         return self._shape_prediction(mean, spread, return_std, return_cov)
 

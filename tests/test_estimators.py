@@ -269,13 +269,14 @@ def test_memory_caches_kernel_and_decomposition(problem, tmp_path, monkeypatch):
     assert plain_counts == {"kernel": 24, "eigh": 18, "cholesky": 6}
     cached_scores, cached_counts = search(str(tmp_path / "cache"))
     assert cached_counts == {"kernel": 6, "eigh": 6, "cholesky": 6}
+    # The Cholesky factor (t = inf) is recomputed from the cached kernel.
     assert_array_equal(cached_scores, plain_scores)
     # A second search, or another alpha, reuses what is cached.
     # (A str location, as check_memory builds from a path: joblib 1.6 puts a
     # Path location's cache in a different directory.)
     memory = Memory(str(tmp_path / "cache"), verbose=0)
     again_scores, again_counts = search(memory)
-    assert again_counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
+    assert again_counts == {"kernel": 0, "eigh": 0, "cholesky": 6}
     assert_array_equal(again_scores, plain_scores)
     counts.update(kernel=0, eigh=0, cholesky=0)
     NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
@@ -283,6 +284,12 @@ def test_memory_caches_kernel_and_decomposition(problem, tmp_path, monkeypatch):
     counts.update(kernel=0, eigh=0, cholesky=0)
     NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
     NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, -y)  # targets not in the key
+    assert counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
+    # The covariance reads the NNGP kernel back from the kernel cache.
+    reg = NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
+    expected = NTKRegressor(t=2.0, alpha=1e-3).fit(X, y).predict(X, return_std=True)
+    counts.update(kernel=0, eigh=0, cholesky=0)
+    assert_allclose(reg.predict(X, return_std=True), expected, rtol=1e-12)
     assert counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
 
 
