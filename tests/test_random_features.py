@@ -85,9 +85,9 @@ def test_error_falls_like_inverse_square_root(X, sampler, kernel):
 def test_every_activation(X, sampler, kernel, activation):
     K = kernel(depth=3, activation=activation)(X)
     features = sampler(
-        depth=3, activation=activation, n_components=1000, random_state=0
+        depth=3, activation=activation, n_components=2000, random_state=0
     ).fit_transform(X)
-    assert features.shape == (len(X), 1000)
+    assert features.shape == (len(X), 2000)
     assert np.all(np.isfinite(features))
     assert _relative_error(features, K) < 0.25
 
