@@ -30,4 +30,5 @@ def test_example_runs_and_saves_its_figure(script, tmp_path, monkeypatch):
     assert all(figure.stat().st_size > 10_000 for figure in figures)
     # Sphinx-gallery needs a reST title as the first lines of the docstring.
     lines = script.read_text(encoding="utf-8").lstrip().splitlines()
-    assert lines[0] == '"""' and set(lines[2]) == {"="} and len(lines[2]) >= len(lines[1])
+    assert lines[0] == '"""' and set(lines[2]) == {"="}
+    assert len(lines[2]) >= len(lines[1])

@@ -286,7 +286,9 @@ def test_regressor_passes_check_estimator():
     # largest eigenvalue over N is ~100: gradient descent with step 1 would
     # diverge (stable below 2N/λ_max), so the checks use a step of 0.02, and
     # 1000 steps so that check_regressors_train's R² > 0.5 is reached.
-    check_estimator(FiniteNetworkRegressor(width=16, depth=2, t=1000, learning_rate=0.02))
+    check_estimator(
+        FiniteNetworkRegressor(width=16, depth=2, t=1000, learning_rate=0.02)
+    )
 
 
 @pytest.mark.parametrize(
