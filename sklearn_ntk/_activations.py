@@ -94,14 +94,23 @@ class Activation:
         """
         return [(np.asarray(q),) for q in variances]
 
-    def dual(self, rows, cols, cov, workspace=None):
-        """Return (k, kdot) for a tile.
+    def dual(self, rows, cols, cov, workspace=None, scale=1.0):
+        """Return (scale · k, scale · kdot) for a tile.
 
         ``workspace``, when given, is a list of scratch arrays shaped like
         ``cov`` that an implementation may use to avoid allocating; it may
         also overwrite ``cov``.  The returned arrays may be ``cov`` or members
         of ``workspace``, valid until the next call with the same workspace.
+        ``scale`` (the recursion's σ_w²) is folded in where that saves a pass.
         """
+        k, kdot = self._dual(rows, cols, cov)
+        if scale != 1.0:
+            k *= scale
+            kdot *= scale
+        return k, kdot
+
+    def _dual(self, rows, cols, cov):
+        """Return (k, kdot) for a tile, in new arrays."""
         raise NotImplementedError
 
     def dual_diag(self, q):
@@ -136,12 +145,12 @@ class PiecewiseLinearActivation(Activation):
     def derivative(self, x):
         return np.where(x > 0, self.positive_slope, self.negative_slope) * np.ones_like(x)
 
-    def dual(self, rows, cols, cov, workspace=None):
+    def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         in_place = workspace is not None
         if not in_place:
             workspace = [np.empty_like(cov) for _ in range(3)]
         sqrt_rows = np.sqrt(rows[0])
-        sqrt_cols = np.sqrt(cols[0]) * self._c
+        sqrt_cols = np.sqrt(cols[0]) * (self._c * scale)
         rho = _correlation(rows[0], cols[0], cov, out=workspace[0])
         theta = np.arccos(rho, out=workspace[1])
         # sin(arccos rho) = sqrt((1 - rho)(1 + rho)), accurate near rho = ±1
@@ -153,8 +162,8 @@ class PiecewiseLinearActivation(Activation):
         sin_theta *= sqrt_rows[:, None]
         sin_theta *= sqrt_cols[None, :]
         kdot = theta
-        kdot *= -self._c
-        kdot += self._a
+        kdot *= -self._c * scale
+        kdot += self._a * scale
         k = np.multiply(kdot, cov, out=cov if in_place else rho)
         k += sin_theta
         return k, kdot
@@ -222,7 +231,7 @@ class ErfActivation(Activation):
     def _product(rows, cols):
         return (1.0 + 2.0 * rows[0])[:, None] * (1.0 + 2.0 * cols[0])[None, :]
 
-    def dual(self, rows, cols, cov, workspace=None):
+    def _dual(self, rows, cols, cov):
         product = self._product(rows, cols)
         # product - 4 q12^2 >= 1 + 2 q11 + 2 q22 > 0, so nothing is singular.
         denominator = product - 4.0 * cov * cov
@@ -272,7 +281,7 @@ class IdentityActivation(Activation):
     def derivative(self, x):
         return np.ones_like(np.asarray(x, dtype=float))
 
-    def dual(self, rows, cols, cov, workspace=None):
+    def _dual(self, rows, cols, cov):
         return cov.copy(), np.ones_like(cov)
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
@@ -315,7 +324,7 @@ class TrigonometricActivation(Activation):
             return hyperbolic_sine, hyperbolic_cosine
         return hyperbolic_cosine, hyperbolic_sine
 
-    def dual(self, rows, cols, cov, workspace=None):
+    def _dual(self, rows, cols, cov):
         mean_variance = 0.5 * (rows[0][:, None] + cols[0][None, :])
         return self._pair(mean_variance, cov)
 
@@ -397,7 +406,7 @@ class GeluActivation(Activation):
         )
         return dk, dkdot
 
-    def dual(self, rows, cols, cov, workspace=None):
+    def _dual(self, rows, cols, cov):
         k, kdot, _ = self._terms(rows[0][:, None], cols[0][None, :], cov)
         return k, kdot
 
@@ -599,7 +608,7 @@ class QuadratureActivation(Activation):
             total += term
         return total
 
-    def dual(self, rows, cols, cov, workspace=None):
+    def _dual(self, rows, cols, cov):
         (q_rows, c_rows), (q_cols, c_cols) = rows, cols
         rho = _correlation(q_rows, q_cols, cov)
         k = self._mehler(rho, c_rows[:, 0], c_cols[:, 0])

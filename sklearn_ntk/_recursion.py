@@ -37,7 +37,7 @@ from ._activations import get_activation
 
 #: Side of the square tiles: large enough that numpy's per-call overhead is
 #: negligible, small enough that the tile temporaries stay in cache.
-TILE_SIZE = 384
+TILE_SIZE = 256
 
 
 @functools.lru_cache(maxsize=1)
@@ -190,10 +190,11 @@ def _tile(
             )
         else:
             # May overwrite nngp, which the new Σ replaces anyway.
-            k, kdot = activation.dual(rows, cols, nngp, workspace)
+            k, kdot = activation.dual(rows, cols, nngp, workspace, scale=weight_var)
         # kdot becomes the slope Σ̇ and k the new Σ, both in place.
         slope = kdot
-        slope *= weight_var
+        if eval_gradient:
+            slope *= weight_var
         if want_ntk and eval_gradient:
             d_slope = dkdot
             d_slope *= weight_var
@@ -209,7 +210,8 @@ def _tile(
             if want_ntk:
                 d_ntk += d_nngp
         nngp = k
-        nngp *= weight_var
+        if eval_gradient:
+            nngp *= weight_var
         nngp += bias_var
         if want_ntk:
             ntk *= slope
@@ -305,8 +307,10 @@ def kernel_matrices(
         return tuple(part[start:stop] for part in features)
 
     def task(rows, cols):
+        # Only the tile's own slices travel with a task: with a process or
+        # Dask backend, a closure over X and Y would ship them whole each time.
         (r0, r1), (c0, c1) = rows, cols
-        return _tile(
+        return delayed(_tile)(
             X[r0:r1], Y[c0:c1],
             [take(features, r0, r1) for features in rows_by_layer],
             [take(features, c0, c1) for features in cols_by_layer],
@@ -330,7 +334,7 @@ def kernel_matrices(
         batch_size = 4 * effective_n_jobs(n_jobs)
         for start in range(0, len(tiles), batch_size):
             batch = tiles[start:start + batch_size]
-            results = parallel(delayed(task)(rows, cols) for rows, cols in batch)
+            results = parallel(task(rows, cols) for rows, cols in batch)
             _collect(batch, results, outputs, symmetric)
 
     if symmetric:
