@@ -133,6 +133,11 @@ class Network:
     >>> from sklearn_ntk.finite import Network
     >>> X = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
     >>> net = Network(2, depth=4, width=512, random_state=0)
+    >>> net
+    Network(n_features=2, depth=4, width=512, activation='relu', beta=0.1,
+            weight_std=1, dtype=float64)
+    >>> net.n_parameters
+    527361
     >>> net.predict(X).shape
     (2,)
     >>> theta = net.ntk(X)
@@ -196,6 +201,16 @@ class Network:
                 weight[start:stop] = rng.standard_normal((stop - start, n_in))
             self.weights.append(weight)
             self.biases.append(rng.standard_normal(n_out).astype(dtype))
+
+    def __repr__(self):
+        activation = self.activation
+        if not isinstance(activation, str):
+            activation = getattr(activation, "__name__", repr(activation))
+        return (
+            f"Network(n_features={self.widths[0]}, depth={self.depth}, "
+            f"width={self.width}, activation={activation!r}, beta={self.beta:g}, "
+            f"weight_std={self.weight_std:g}, dtype={self.dtype.name})"
+        )
 
     @property
     def n_parameters(self):
