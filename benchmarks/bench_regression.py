@@ -227,8 +227,9 @@ def render(record):
         time_rows.append([row["dataset"], row["n"], row["d"]] + [
             f"{row['results'][m]['seconds']:.1f} ({row['results'][m]['cpu_seconds']:.1f})"
             for m in labels])
-    mean_r2 = ["Mean", "", ""] + [
-        f"{np.mean([row['results'][m]['r2'] for row in rows]):.3f}" for m in labels]
+    r2 = np.array([[row["results"][m]["r2"] for m in labels] for row in rows])
+    ranks = _uci.friedman_ranks(r2)
+    mean_r2 = ["Mean rank (1 = best)", "", ""] + [f"{rank:.2f}" for rank in ranks]
     total = ["Total", "", ""] + [
         f"{sum(row['results'][m]['seconds'] for row in rows):.1f} "
         f"({sum(row['results'][m]['cpu_seconds'] for row in rows):.1f})" for m in labels]
