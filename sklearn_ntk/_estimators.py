@@ -553,11 +553,13 @@ _PARAMETERS_DOC = """
         :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
         (observation noise variance; ensures a positive definite matrix).
     memory : None, str or joblib.Memory, default=None
-        Caches the training kernels and their decomposition, keyed on the
-        training data and the kernel parameters (not on ``t``,
+        Caches the training kernels and their eigendecomposition, keyed on
+        the training data and the kernel parameters (not on ``t``,
         ``learning_rate`` or the targets), as ``memory`` of
         :class:`~sklearn.pipeline.Pipeline`: a search over ``t`` then
-        computes one kernel and one decomposition per fold. A string is the
+        computes one kernel and one eigendecomposition per fold. The
+        Cholesky factor used at ``t=np.inf`` is recomputed from the cached
+        kernel (it costs about as much as reading it back). A string is the
         path of the cache directory.
     n_jobs : int, default=None
         Number of joblib workers (threads) computing kernel tiles.
@@ -606,8 +608,10 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
         X : array-like of shape (n_samples, n_features)
             Query points.
         return_std : bool, default=False
-            Also return the standard deviation over random initialisations,
-            computed in O(n_samples) memory beyond the chunked cross kernels.
+            Also return the standard deviation over random initialisations.
+            Test points are processed in chunks sized by scikit-learn's
+            ``working_memory`` (:func:`sklearn.set_config`); no
+            n_samples × n_samples matrix is formed.
         return_cov : bool, default=False
             Also return the covariance over random initialisations.
 
