@@ -20,7 +20,13 @@ set -euo pipefail
 DOCS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python}"
 unset SKLEARN_NTK_EXAMPLES_FULL
-"$PYTHON" "$DOCS/check_docstrings.py"
+status=0
+"$PYTHON" "$DOCS/check_docstrings.py" || status=1
 rm -rf "$DOCS/generated" "$DOCS/auto_examples"
-"$PYTHON" -m sphinx -b html -W --keep-going -n -q "$DOCS" "$DOCS/_build/html" "$@"
-echo "Built $DOCS/_build/html/index.html"
+"$PYTHON" -m sphinx -b html -W --keep-going -n -q "$DOCS" "$DOCS/_build/html" "$@" || status=1
+if [ "$status" -eq 0 ]; then
+    echo "Built $DOCS/_build/html/index.html"
+else
+    echo "Documentation build FAILED (see the messages above)" >&2
+fi
+exit "$status"
