@@ -179,3 +179,13 @@ def test_nystroem_with_our_kernels(X, kernel):
         Nystroem(kernel=kernel, n_components=100, random_state=0), Ridge(alpha=1e-3)
     ).fit(X_big, y)
     assert model.score(X_big, y) > 0.8
+
+
+@pytest.mark.parametrize("sampler", [NTKSampler, NNGPSampler])
+def test_float32_input_gives_float32_features_rounded_from_float64(sampler):
+    X = np.random.RandomState(3).normal(size=(40, 4))
+    fitted = sampler(n_components=300, random_state=0).fit(X)
+    single, double = fitted.transform(X.astype(np.float32)), fitted.transform(X)
+    assert single.dtype == np.float32 and double.dtype == np.float64
+    # Computed in float64 and rounded: float32's relative precision, 6e-8.
+    np.testing.assert_allclose(single, double, rtol=0, atol=2e-7 * np.abs(double).max())
