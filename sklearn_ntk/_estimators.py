@@ -54,6 +54,21 @@ class SingularKernelWarning(UserWarning):
     training points with ``alpha = 0``, say); the estimator then uses the
     pseudo-inverse of K + alpha*I, i.e. the minimum-norm interpolant, which is
     also the limit of the finite-t predictions as t → ∞.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from sklearn_ntk import NTKRegressor, SingularKernelWarning
+    >>> X = np.array([[0.3, 1.0], [0.3, 1.0], [1.0, 0.0], [2.0, 1.0]])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     model = NTKRegressor(alpha=0.0).fit(X, [1.0, 1.0, 2.0, 3.0])
+    ...     prediction = model.predict(X)
+    >>> [w.category.__name__ for w in caught]
+    ['SingularKernelWarning']
+    >>> prediction.round(6)
+    array([1., 1., 2., 3.])
     """
 
 
@@ -688,7 +703,7 @@ class NTKRegressor(_BaseRegressor):
         Coefficients of the mean prediction: ``Θ(X, X_train_) @ dual_coef_``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when X has string column names.
 
     See Also
@@ -747,7 +762,7 @@ class NNGPRegressor(_BaseRegressor):
         Coefficients of the mean prediction: ``𝒦(X, X_train_) @ dual_coef_``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when X has string column names.
 
     See Also
@@ -795,7 +810,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         Coefficients of :meth:`decision_function`.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of features seen during fit, when X has string column names.
 
     Examples

@@ -178,7 +178,10 @@ class NTK(_InfiniteWidthKernel):
     beta_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
         Bounds on beta for hyperparameter optimisation.
     weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
-        Bounds on weight_std.
+        Bounds on weight_std. The kernel grows like weight_std^(2·depth), so
+        a first optimiser step towards these wide bounds can overflow; for
+        GaussianProcessRegressor's optimiser, bounds such as (0.1, 10) are
+        safer.
     n_jobs : int, default=None
         Number of joblib workers (threads) over the tiles of the Gram
         matrix; any joblib backend set with ``joblib.parallel_config``
@@ -232,7 +235,10 @@ class NNGP(_InfiniteWidthKernel):
     weight_std : float, default=1.0
         Standard deviation multiplier of the weights (σ_w > 0).
     beta_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
+        Bounds on beta for hyperparameter optimisation.
     weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
+        Bounds on weight_std; as for :class:`NTK`, narrower bounds such as
+        (0.1, 10) suit GaussianProcessRegressor's optimiser.
     n_jobs : int, default=None
         Number of joblib workers (threads) over the tiles of the Gram matrix.
 

@@ -285,7 +285,7 @@ class NNGPSampler(_RandomNetworkFeatures):
     ----------
     random_weights_ : list of ndarray of shape (fan_in, n_components - 1)
         Standard normal weights of the depth - 1 hidden layers (the first has
-        fan_in = n_features_in_); the layer computes
+        fan_in = ``n_features_in_``); the layer computes
         ``weight_std / √fan_in · a @ W + beta · b``.
     random_biases_ : list of ndarray of shape (n_components - 1,)
         Standard normal biases b of the hidden layers.
@@ -383,13 +383,13 @@ class NTKSampler(_RandomNetworkFeatures):
 
     Attributes
     ----------
-    random_weights_ : list of ndarray of shape (fan_in, width_)
+    random_weights_ : list of ndarray of shape (fan_in, ``width_``)
         Standard normal weights of the depth - 1 hidden layers (the first has
-        fan_in = n_features_in_); the layer computes
+        fan_in = ``n_features_in_``); the layer computes
         ``weight_std / √fan_in · a @ W + beta · b``.
-    random_biases_ : list of ndarray of shape (width_,)
+    random_biases_ : list of ndarray of shape (``width_``,)
         Standard normal biases b of the hidden layers.
-    readout_weights_ : ndarray of shape (width_,)
+    readout_weights_ : ndarray of shape (``width_``,)
         Standard normal weights of the readout layer, through which the
         gradient is back-propagated.
     sketch_weights_ : list of tuple of ndarray
