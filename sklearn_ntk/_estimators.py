@@ -29,12 +29,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._activations import ACTIVATIONS
-from ._kernels import check_network_params
+from ._kernels import NETWORK_PARAMETER_CONSTRAINTS, check_network_params
 from ._recursion import diagonal, kernel_matrices
 
 #: LAPACK driver of the symmetric eigendecomposition.  Measured with
@@ -190,10 +189,7 @@ class _BaseGradientFlow(BaseEstimator):
     _kind = None
 
     _parameter_constraints: dict = {
-        "depth": [Interval(numbers.Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS)), callable],
-        "beta": [Interval(numbers.Real, 0, None, closed="left")],
-        "weight_std": [Interval(numbers.Real, 0, None, closed="neither")],
+        **NETWORK_PARAMETER_CONSTRAINTS,
         "t": [Interval(numbers.Real, 0, None, closed="both")],  # np.inf allowed
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],

@@ -4,9 +4,10 @@ import numbers
 
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
-from ._activations import check_depth, get_activation
+from ._activations import ACTIVATIONS, check_depth, get_activation
 from ._recursion import diagonal, kernel_matrices
 
 
@@ -17,6 +18,16 @@ def _check_std(value, name, allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
     return float(value)
+
+
+#: ``_parameter_constraints`` of the network hyperparameters, shared by every
+#: estimator and transformer (the kernels validate with check_network_params).
+NETWORK_PARAMETER_CONSTRAINTS = {
+    "depth": [Interval(numbers.Integral, 1, None, closed="left")],
+    "activation": [StrOptions(set(ACTIVATIONS)), callable],
+    "beta": [Interval(numbers.Real, 0, None, closed="left")],
+    "weight_std": [Interval(numbers.Real, 0, None, closed="neither")],
+}
 
 
 def check_network_params(depth, activation, beta, weight_std):

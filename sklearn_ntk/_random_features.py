@@ -27,7 +27,7 @@ previous one).  The bias is measured in the tests and stated in the
 docstrings; it is small next to the O(1/√m) spread of one draw.
 """
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import (
@@ -37,11 +37,10 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._activations import ACTIVATIONS
-from ._kernels import check_network_params
+from ._kernels import NETWORK_PARAMETER_CONSTRAINTS, check_network_params
 
 #: Rows per batch of ``transform``: every hidden layer's activations (and, for
 #: the NTK, its back-propagated gradients) are held for one batch only, so the
@@ -90,10 +89,7 @@ class _RandomNetworkFeatures(
     """Shared parameters, validation and forward pass of the samplers."""
 
     _parameter_constraints: dict = {
-        "depth": [Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS)), callable],
-        "beta": [Interval(Real, 0, None, closed="left")],
-        "weight_std": [Interval(Real, 0, None, closed="neither")],
+        **NETWORK_PARAMETER_CONSTRAINTS,
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }

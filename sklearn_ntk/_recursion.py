@@ -49,6 +49,11 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+def single_threaded_blas():
+    """Context manager limiting BLAS to one thread for its duration."""
+    return _blas_controller().limit(limits=1, user_api="blas")
+
+
 @dataclass
 class Kernels:
     """Result of :func:`kernel_matrices`.
@@ -335,7 +340,7 @@ def kernel_matrices(
     # Multi-threaded BLAS on tile-sized products costs more than it gains, and
     # its idle threads spin on the cores the tile arithmetic needs: parallelism
     # comes from n_jobs over tiles instead.
-    with _blas_controller().limit(limits=1, user_api="blas"), Parallel(
+    with single_threaded_blas(), Parallel(
         n_jobs=n_jobs, prefer="threads"
     ) as parallel:
         if shared_memory:

@@ -47,14 +47,14 @@ import numbers
 
 import numpy as np
 from scipy.linalg import get_blas_funcs
-from threadpoolctl import ThreadpoolController
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._activations import ACTIVATIONS, PiecewiseLinearActivation
-from ._kernels import check_network_params
+from ._activations import PiecewiseLinearActivation
+from ._kernels import NETWORK_PARAMETER_CONSTRAINTS, check_network_params
+from ._recursion import single_threaded_blas
 
 __all__ = ["Network", "FiniteNetworkRegressor"]
 
@@ -69,15 +69,12 @@ _INIT_CHUNK = 1 << 20
 # two).  To use several cores, train independent networks in parallel, e.g.
 # with joblib.  Tiny layers are left alone: setting the limit costs ~1 ms.
 _SINGLE_THREAD_MIN_ENTRIES = 1 << 12
-_CONTROLLER = []
 
 
 def _blas_threads(largest_layer):
     """Context running BLAS on one thread (see the comment above)."""
     if largest_layer >= _SINGLE_THREAD_MIN_ENTRIES:
-        if not _CONTROLLER:
-            _CONTROLLER.append(ThreadpoolController())
-        return _CONTROLLER[0].limit(limits=1, user_api="blas")
+        return single_threaded_blas()
     return contextlib.nullcontext()
 
 
@@ -568,11 +565,8 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "depth": [Interval(numbers.Integral, 1, None, closed="left")],
+        **NETWORK_PARAMETER_CONSTRAINTS,
         "width": [Interval(numbers.Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS)), callable],
-        "beta": [Interval(numbers.Real, 0, None, closed="left")],
-        "weight_std": [Interval(numbers.Real, 0, None, closed="neither")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "t": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
