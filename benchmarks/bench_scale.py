@@ -4,8 +4,13 @@ Sections (``--sections``, default all):
 
 ``njobs``
     Median wall-clock time of ``NTK(depth=3)(X)`` (relu, n x n, d = 50) with
-    ``n_jobs=1`` and ``n_jobs=2``, the speed-up, and the largest difference
-    between the two results (the tiles are the same arithmetic, so it is 0).
+    ``n_jobs=1`` and ``n_jobs=2`` (runs interleaved), the speed-up, and the
+    largest difference between the two results (the tiles are the same
+    arithmetic, so it is 0).
+``tiles``
+    The same for each of ``--tile-sizes`` (not in the default set): how the
+    tile size trades numpy's per-call cost against cache, for one and two
+    threads.
 ``memory``
     In a fresh subprocess, ``NTK(depth=3)(X, Y)`` with n = 30000 rows and
     columns (a 7.2 GB float64 output, on a 24 GB machine) and the peak
@@ -28,6 +33,7 @@ How to run (from the repository root, package installed)::
 
     python benchmarks/bench_scale.py                       # everything
     python benchmarks/bench_scale.py --sections njobs memory
+    python benchmarks/bench_scale.py --sections tiles --repeats 11
     python benchmarks/bench_scale.py --sections scaling --exact-max 8000
 
 The machine is shared and noisy: times are medians of ``--repeats`` runs.
@@ -65,22 +71,62 @@ def _median_time(function, repeats):
     return statistics.median(times), times, result
 
 
+def _interleaved_times(functions, repeats):
+    """Median time of each function, run in turn A B A B ... so drift hits all."""
+    times = {key: [] for key in functions}
+    results = {}
+    for _ in range(repeats):
+        for key, function in functions.items():
+            start = time.perf_counter()
+            results[key] = function()
+            times[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in times.items()}, times, results
+
+
 def section_njobs(args):
     from sklearn_ntk import NTK
 
     X = np.random.RandomState(0).normal(size=(args.njobs_n, 50))
-    rows = {}
-    results = {}
+    kernels = {n_jobs: NTK(depth=3, n_jobs=n_jobs) for n_jobs in (1, 2)}
+    kernels[1](X[:500])  # warm-up: imports, thread pools
+    medians, times, results = _interleaved_times(
+        {n_jobs: (lambda kernel=kernel: kernel(X)) for n_jobs, kernel in kernels.items()},
+        args.repeats,
+    )
     for n_jobs in (1, 2):
-        kernel = NTK(depth=3, n_jobs=n_jobs)
-        median, times, results[n_jobs] = _median_time(lambda: kernel(X), args.repeats)
-        rows[n_jobs] = median
-        print(f"  n_jobs={n_jobs}: median {median:.2f} s  (runs {[round(t, 2) for t in times]})")
+        print(f"  n_jobs={n_jobs}: median {medians[n_jobs]:.3f} s  "
+              f"(runs {[round(t, 3) for t in times[n_jobs]]})")
     difference = float(np.max(np.abs(results[1] - results[2])))
-    speedup = rows[1] / rows[2]
+    speedup = medians[1] / medians[2]
     print(f"  speed-up 1 -> 2 threads: {speedup:.2f}x; max |K1 - K2| = {difference:.3g}")
-    return dict(n=args.njobs_n, time_1=rows[1], time_2=rows[2], speedup=speedup,
+    return dict(n=args.njobs_n, time_1=medians[1], time_2=medians[2], speedup=speedup,
                 max_difference=difference)
+
+
+def section_tiles(args):
+    """The njobs measurement for several tile sizes (the library's TILE_SIZE)."""
+    from sklearn_ntk import NTK
+    from sklearn_ntk._recursion import kernel_matrices
+
+    X = np.random.RandomState(0).normal(size=(args.njobs_n, 50))
+    params = NTK(depth=3).get_params()
+    del params["beta_bounds"], params["weight_std_bounds"], params["n_jobs"]
+    functions = {
+        (tile_size, n_jobs): (
+            lambda tile_size=tile_size, n_jobs=n_jobs: kernel_matrices(
+                X, **params, tile_size=tile_size, n_jobs=n_jobs).ntk
+        )
+        for tile_size in args.tile_sizes for n_jobs in (1, 2)
+    }
+    kernel_matrices(X[:500], **params, n_jobs=2)  # warm-up
+    medians, _, _ = _interleaved_times(functions, args.repeats)
+    rows = []
+    for tile_size in args.tile_sizes:
+        one, two = medians[tile_size, 1], medians[tile_size, 2]
+        print(f"  tile {tile_size}: n_jobs=1 {one:.3f} s, n_jobs=2 {two:.3f} s, "
+              f"speed-up {one / two:.2f}x")
+        rows.append(dict(tile_size=tile_size, time_1=one, time_2=two, speedup=one / two))
+    return dict(n=args.njobs_n, rows=rows)
 
 
 def _memory_child(n):
@@ -231,9 +277,11 @@ def _plot(results, extrapolation, path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sections", nargs="+", default=["njobs", "memory", "approx", "scaling"],
-                        choices=["njobs", "memory", "approx", "scaling"])
+                        choices=["njobs", "tiles", "memory", "approx", "scaling"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--njobs-n", type=int, default=6000)
+    parser.add_argument("--tile-sizes", type=int, nargs="+", default=[192, 256, 320, 384, 512],
+                        help="tile sizes for the tiles section")
     parser.add_argument("--memory-n", type=int, default=30000)
     parser.add_argument("--approx-sizes", type=int, nargs="+", default=[100, 300, 1000, 3000])
     parser.add_argument("--seeds", type=int, default=3)

@@ -42,13 +42,8 @@ def _inverse_sqrt(q):
     return root, inverse
 
 
-def _correlation(q_rows, q_cols, cov, out=None):
-    """Return rho = q12 / sqrt(q11 q22) clipped to [-1, 1].
-
-    Rows or columns of zero variance (a zero input with beta = 0) have an
-    undefined correlation; it is set to 0, i.e. an angle of pi/2, as in
-    neural-tangents.  Per-point inverse square roots keep the per-entry work
-    to two multiplications.
+def _snapped_inverse_sqrt(q):
+    """Per-point factor of the correlation: 1/sqrt(q), times 1 + 8 eps.
 
     Duplicated or rescaled points have |rho| = 1 exactly, but rounding leaves
     1 - O(eps), which arccos amplifies to an angle of ~sqrt(eps) = 1e-8.  An
@@ -56,12 +51,24 @@ def _correlation(q_rows, q_cols, cov, out=None):
     scaled by 1 + 8 eps before clipping: everything within 8 ulps of ±1 snaps
     to ±1, and nothing else moves by more than rounding does.
     """
-    _, inverse_rows = _inverse_sqrt(q_rows)
-    _, inverse_cols = _inverse_sqrt(q_cols)
-    inverse_rows *= _SNAP_SCALE
+    _, inverse = _inverse_sqrt(q)
+    inverse *= _SNAP_SCALE
+    return inverse
+
+
+def _correlation(cov, inverse_rows, inverse_cols, out=None):
+    """Return rho = q12 / sqrt(q11 q22) clipped to [-1, 1].
+
+    ``inverse_rows`` and ``inverse_cols`` come from :func:`_snapped_inverse_sqrt`,
+    so the per-entry work is two multiplications.  Rows or columns of zero
+    variance (a zero input with beta = 0) have an undefined correlation; their
+    zero factor sets it to 0, i.e. an angle of pi/2, as in neural-tangents.
+    """
     rho = np.multiply(cov, inverse_rows[:, None], out=out)
     rho *= inverse_cols[None, :]
-    np.clip(rho, -1.0, 1.0, out=rho)
+    # The method rather than np.clip, whose Python wrapper holds the GIL
+    # for 2 µs a call: per tile, that shows in the scaling with n_jobs.
+    rho.clip(-1.0, 1.0, out=rho)
     return rho
 
 
@@ -145,22 +152,26 @@ class PiecewiseLinearActivation(Activation):
     def derivative(self, x):
         return np.where(x > 0, self.positive_slope, self.negative_slope) * np.ones_like(x)
 
+    def prepare(self, variances, eval_gradient=False):
+        # (q, sqrt q, snapped 1/sqrt q) per point, so that a tile does no
+        # per-point work: that would hold the GIL between its array passes.
+        variances = [np.asarray(q, dtype=float) for q in variances]
+        return [(q, np.sqrt(q), _snapped_inverse_sqrt(q)) for q in variances]
+
     def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         in_place = workspace is not None
         if not in_place:
             workspace = [np.empty_like(cov) for _ in range(3)]
-        sqrt_rows = np.sqrt(rows[0])
-        sqrt_cols = np.sqrt(cols[0]) * (self._c * scale)
-        rho = _correlation(rows[0], cols[0], cov, out=workspace[0])
+        rho = _correlation(cov, rows[2], cols[2], out=workspace[0])
         theta = np.arccos(rho, out=workspace[1])
-        # sin(arccos rho) = sqrt((1 - rho)(1 + rho)), accurate near rho = ±1
-        # and ~7x cheaper than calling sin.
-        sin_theta = np.add(1.0, rho, out=workspace[2])
-        np.subtract(1.0, rho, out=rho)
-        sin_theta *= rho
+        # sin(arccos rho) = sqrt(1 - rho²), ~7x cheaper than calling sin.
+        # Near rho = ±1 it is no less accurate than sqrt((1 - rho)(1 + rho)):
+        # the rounding of rho itself dominates both.
+        sin_theta = np.multiply(rho, rho, out=workspace[2])
+        np.subtract(1.0, sin_theta, out=sin_theta)
         np.sqrt(sin_theta, out=sin_theta)
-        sin_theta *= sqrt_rows[:, None]
-        sin_theta *= sqrt_cols[None, :]
+        sin_theta *= (rows[1] * (self._c * scale))[:, None]
+        sin_theta *= cols[1]
         kdot = theta
         kdot *= -self._c * scale
         kdot += self._a * scale
@@ -171,7 +182,7 @@ class PiecewiseLinearActivation(Activation):
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
         k, kdot = self.dual(rows, cols, cov)
         q_rows, q_cols = rows[0], cols[0]
-        rho = _correlation(q_rows, q_cols, cov)
+        rho = _correlation(cov, rows[2], cols[2])
         sqrt_rows, inverse_sqrt_rows = _inverse_sqrt(q_rows)
         sqrt_cols, inverse_sqrt_cols = _inverse_sqrt(q_cols)
         half_c_sin = np.add(1.0, rho)
@@ -574,7 +585,10 @@ class QuadratureActivation(Activation):
         q_max = max(float(np.max(q)) for q in variances if q.size)
         n_terms = self._n_terms(q_max, (0, 1))
         if not eval_gradient:
-            return [(q, self._coefficients(q, (0, 1), n_terms)) for q in variances]
+            return [
+                (q, self._coefficients(q, (0, 1), n_terms), _snapped_inverse_sqrt(q))
+                for q in variances
+            ]
         # The derivative families need more terms.  The value families keep
         # their own series, zero-padded, so that K is bit for bit the same
         # with and without eval_gradient (trailing zeros leave Horner exact).
@@ -584,7 +598,7 @@ class QuadratureActivation(Activation):
             coefficients = np.zeros((q.size, 4, n_gradient_terms))
             coefficients[:, :2, :n_terms] = self._coefficients(q, (0, 1), n_terms)
             coefficients[:, 2:] = self._coefficients(q, (2, 3), n_gradient_terms)
-            features.append((q, coefficients))
+            features.append((q, coefficients, _snapped_inverse_sqrt(q)))
         return features
 
     @staticmethod
@@ -609,15 +623,15 @@ class QuadratureActivation(Activation):
         return total
 
     def _dual(self, rows, cols, cov):
-        (q_rows, c_rows), (q_cols, c_cols) = rows, cols
-        rho = _correlation(q_rows, q_cols, cov)
+        (_, c_rows, inverse_rows), (_, c_cols, inverse_cols) = rows, cols
+        rho = _correlation(cov, inverse_rows, inverse_cols)
         k = self._mehler(rho, c_rows[:, 0], c_cols[:, 0])
         kdot = self._mehler(rho, c_rows[:, 1], c_cols[:, 1])
         return k, kdot
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        (q_rows, c_rows), (q_cols, c_cols) = rows, cols
-        rho = _correlation(q_rows, q_cols, cov)
+        (_, c_rows, inverse_rows), (_, c_cols, inverse_cols) = rows, cols
+        rho = _correlation(cov, inverse_rows, inverse_cols)
 
         def series(left, right):
             return self._mehler(rho, c_rows[:, left], c_cols[:, right])

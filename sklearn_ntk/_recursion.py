@@ -36,10 +36,15 @@ from threadpoolctl import ThreadpoolController
 
 from ._activations import get_activation
 
-#: Side of the square tiles: large enough that numpy's per-call overhead is
-#: negligible, small enough that a tile's temporaries stay in a core's 1 MB L2
-#: cache (at n = 5000, 384-row tiles take 1.85 × as long as 192-row ones).
-TILE_SIZE = 192
+#: Side of the square tiles.  With threads, every numpy call on a tile
+#: releases and retakes the GIL, and a contended hand-over costs ~10 µs here:
+#: 320-row tiles make the calls long enough for n_jobs=2 to run 1.6-1.8x as
+#: fast as one thread at n = 5000, where 192-row tiles gave 1.2-1.4x.  One
+#: thread runs as fast with either (benchmarks/bench_scale.py --sections tiles).
+TILE_SIZE = 320
+
+#: Tiles computed one after the other by a task, through one workspace.
+TILES_PER_TASK = 8
 
 
 @functools.lru_cache(maxsize=1)
@@ -137,55 +142,46 @@ def diagonal(X, *, depth, activation, beta, weight_std, eval_gradient=False):
 
 
 def _tile(
-    X_rows, Y_cols, rows_by_layer, cols_by_layer, d_rows_by_layer, d_cols_by_layer,
-    *, depth, activation, weight_var, bias_var, want_nngp, want_ntk, all_depths,
-    eval_gradient,
+    destination, X_rows, Y_cols, rows_by_layer, cols_by_layer, d_rows_by_layer,
+    d_cols_by_layer, workspace, *, depth, activation, weight_var, bias_var,
+    want_ntk, all_depths, eval_gradient,
 ):
-    """Run one tile through every layer; return its requested matrices.
+    """Run one tile through every layer, writing the kept depths to ``destination``.
 
-    ``rows_by_layer[l]`` are the activation's per-point features of the row
-    points at layer l + 1 (and ``d_rows_by_layer[l]`` the tangents of their
-    variances, shape (2, n_rows)).
+    ``destination`` maps each requested key ("nngp", "ntk", "nngp_gradient",
+    "ntk_gradient") to a writable array of shape (n_kept, n_rows, n_cols) (with
+    a trailing axis of 2 for gradients).  ``X_rows`` is already scaled by
+    σ_w²/n0.  ``rows_by_layer[l]`` are the activation's per-point features of
+    the row points at layer l + 1 and ``d_rows_by_layer[l]`` the tangents of
+    their variances, shape (2, n_rows).  ``workspace`` is five flat scratch
+    buffers of at least n_rows·n_cols entries, reused across tiles.
     """
-    # Scaling the (tile, d) rows costs less than scaling the (tile, tile) product.
-    nngp = (X_rows * (weight_var / X_rows.shape[1])) @ Y_cols.T
+    shape = (X_rows.shape[0], Y_cols.shape[0])
+    scratch = [buffer[: shape[0] * shape[1]].reshape(shape) for buffer in workspace]
+    nngp = np.matmul(X_rows, Y_cols.T, out=scratch[0])
     nngp += bias_var
-    ntk = nngp.copy() if want_ntk and depth > 1 else nngp
+    ntk = nngp
+    if want_ntk and depth > 1:
+        ntk = scratch[1]
+        np.copyto(ntk, nngp)
     if eval_gradient:
-        d_nngp = np.empty((2,) + nngp.shape)
+        d_nngp = np.empty((2,) + shape)
         d_nngp[0] = 2.0 * bias_var
         np.subtract(nngp, bias_var, out=d_nngp[1])
         d_nngp[1] *= 2.0
         d_ntk = d_nngp.copy() if want_ntk and depth > 1 else d_nngp
 
-    # With all_depths every layer is copied into a stack; otherwise the final
-    # state arrays themselves are returned (with a leading axis of length 1).
-    out = {}
-    names = [name for name, wanted in (("nngp", want_nngp), ("ntk", want_ntk)) if wanted]
-    if all_depths:
-        for name in names:
-            out[name] = np.empty((depth,) + nngp.shape)
-            if eval_gradient:
-                out[name + "_gradient"] = np.empty((depth, 2) + nngp.shape)
-
-    def keep(layer, state):
-        for key, values in state.items():
-            if all_depths:
-                out[key][layer] = values
-            else:
-                out[key] = values[None]
-
-    def current_state():
+    def keep(layer):
+        index = layer if all_depths else 0
         state = {"nngp": nngp, "ntk": ntk}
         if eval_gradient:
-            state.update(nngp_gradient=d_nngp, ntk_gradient=d_ntk)
-        return {key: value for key, value in state.items() if key.split("_")[0] in names}
+            state.update(nngp_gradient=np.moveaxis(d_nngp, 0, -1),
+                         ntk_gradient=np.moveaxis(d_ntk, 0, -1))
+        for key, target in destination.items():
+            target[index] = state[key]
 
     if all_depths or depth == 1:
-        keep(0, current_state())
-    # Scratch arrays reused by the activation across layers (fresh arrays of
-    # tile size each layer cost page faults comparable to the arithmetic).
-    workspace = None if eval_gradient else [np.empty_like(nngp) for _ in range(3)]
+        keep(0)
     for layer in range(1, depth):
         rows, cols = rows_by_layer[layer - 1], cols_by_layer[layer - 1]
         if eval_gradient:
@@ -195,7 +191,7 @@ def _tile(
             )
         else:
             # May overwrite nngp, which the new Σ replaces anyway.
-            k, kdot = activation.dual(rows, cols, nngp, workspace, scale=weight_var)
+            k, kdot = activation.dual(rows, cols, nngp, scratch[2:], scale=weight_var)
         # kdot becomes the slope Σ̇ and k the new Σ, both in place.
         slope = kdot
         if eval_gradient:
@@ -222,8 +218,37 @@ def _tile(
             ntk *= slope
             ntk += nngp
         if all_depths or layer == depth - 1:
-            keep(layer, current_state())
-    return out
+            keep(layer)
+
+
+def _block(
+    destination, X_rows, Y_cols, rows_by_layer, cols_by_layer, d_rows_by_layer,
+    d_cols_by_layer, *, tile_size, weight_var, **options,
+):
+    """Compute a block of rows against several tiles' worth of columns.
+
+    The tiles run one after the other through one workspace: fresh tile-sized
+    arrays would cost page faults on every tile and, with threads, an mmap and
+    munmap each, made while holding the GIL.
+    """
+    X_rows = X_rows * (weight_var / X_rows.shape[1])
+    n_rows, n_cols = X_rows.shape[0], Y_cols.shape[0]
+    workspace = [np.empty(n_rows * min(tile_size, n_cols)) for _ in range(5)]
+    for c0 in range(0, n_cols, tile_size):
+        c1 = min(c0 + tile_size, n_cols)
+        _tile(
+            {key: values[:, :, c0:c1] for key, values in destination.items()},
+            X_rows, Y_cols[c0:c1], rows_by_layer,
+            [_take(features, c0, c1) for features in cols_by_layer],
+            d_rows_by_layer,
+            [None if d is None else d[:, c0:c1] for d in d_cols_by_layer],
+            workspace, weight_var=weight_var, **options,
+        )
+
+
+def _take(features, start, stop):
+    """The per-point features of points start:stop."""
+    return tuple(part[start:stop] for part in features)
 
 
 def kernel_matrices(
@@ -298,61 +323,72 @@ def kernel_matrices(
         if eval_gradient:
             outputs[name + "_gradient"] = np.empty((n_kept, n_x, n_y, 2))
 
-    def bounds(n):
-        return [(start, min(start + tile_size, n)) for start in range(0, n, tile_size)]
-
-    tiles = [
-        (rows, cols)
-        for i, rows in enumerate(bounds(n_x))
-        for j, cols in enumerate(bounds(n_y))
-        if not symmetric or j >= i
+    # A task is a run of consecutive tiles along one row strip (for K(X, X),
+    # starting at the strip's diagonal tile), computed through one workspace:
+    # runs of TILES_PER_TASK, shorter if that left under four tasks per worker.
+    n_workers = effective_n_jobs(n_jobs)
+    strips = [(r0, min(r0 + tile_size, n_x)) for r0 in range(0, n_x, tile_size)]
+    n_tiles = sum(-(-(n_y - (r0 if symmetric else 0)) // tile_size) for r0, _ in strips)
+    tiles_per_task = max(1, min(TILES_PER_TASK, n_tiles // (4 * n_workers)))
+    span = tile_size * tiles_per_task
+    tasks = [
+        (rows, (c0, min(c0 + span, n_y)))
+        for rows in strips
+        for c0 in range(rows[0] if symmetric else 0, n_y, span)
     ]
-
-    def take(features, start, stop):
-        return tuple(part[start:stop] for part in features)
 
     backend, _ = get_active_backend(prefer="threads")
     shared_memory = getattr(backend, "supports_sharedmem", False)
+    # Shape of each output without its (n_x, n_y) axes.
+    block_shapes = {
+        key: values.shape[:1] + values.shape[3:] for key, values in outputs.items()
+    }
 
     def task(rows, cols):
-        # Only the tile's own slices travel with a task: with a process or
+        # Only the block's own slices travel with a task: with a process or
         # Dask backend, a closure over X and Y would ship them whole each time.
         (r0, r1), (c0, c1) = rows, cols
         arguments = (
             X[r0:r1], Y[c0:c1],
-            [take(features, r0, r1) for features in rows_by_layer],
-            [take(features, c0, c1) for features in cols_by_layer],
+            [_take(features, r0, r1) for features in rows_by_layer],
+            [_take(features, c0, c1) for features in cols_by_layer],
             [None if d is None else d[:, r0:r1] for d in d_x],
             [None if d is None else d[:, c0:c1] for d in d_y],
         )
         options = dict(
             depth=depth, activation=activation, weight_var=weight_var,
-            bias_var=bias_var, want_nngp=want_nngp, want_ntk=want_ntk,
-            all_depths=all_depths, eval_gradient=eval_gradient,
+            bias_var=bias_var, want_ntk=want_ntk, all_depths=all_depths,
+            eval_gradient=eval_gradient, tile_size=tile_size,
         )
         if shared_memory:
-            # Threads write their own tile (and its mirror) into the output:
+            # Threads write their own block (and its mirror) into the output:
             # the blocks are disjoint, and the copies run in parallel too.
-            return delayed(_tile_into)(outputs, symmetric, rows, cols, *arguments,
-                                       **options)
-        return delayed(_tile)(*arguments, **options)
+            return delayed(_block_into)(outputs, symmetric, rows, cols, *arguments,
+                                        **options)
+        return delayed(_new_block)(block_shapes, r1 - r0, c1 - c0, *arguments,
+                                   **options)
 
     # Multi-threaded BLAS on tile-sized products costs more than it gains, and
     # its idle threads spin on the cores the tile arithmetic needs: parallelism
-    # comes from n_jobs over tiles instead.
+    # comes from n_jobs over blocks instead.
     with single_threaded_blas(), Parallel(
         n_jobs=n_jobs, prefer="threads"
     ) as parallel:
         if shared_memory:
-            parallel(task(rows, cols) for rows, cols in tiles)
+            parallel(task(rows, cols) for rows, cols in tasks)
         else:
-            # Other backends return their tiles, sent in batches of a few per
-            # worker so that finished tiles not yet written out cannot pile up.
-            batch_size = 4 * effective_n_jobs(n_jobs)
-            for start in range(0, len(tiles), batch_size):
-                batch = tiles[start:start + batch_size]
+            # Other backends return their blocks, sent in batches of a few per
+            # worker so that finished blocks not yet written out cannot pile up.
+            batch_size = 4 * n_workers
+            for start in range(0, len(tasks), batch_size):
+                batch = tasks[start:start + batch_size]
                 results = parallel(task(rows, cols) for rows, cols in batch)
-                _collect(batch, results, outputs, symmetric)
+                for (rows, cols), block in zip(batch, results):
+                    (r0, r1), (c0, c1) = rows, cols
+                    for key, values in block.items():
+                        outputs[key][:, r0:r1, c0:c1] = values
+                    if symmetric:
+                        _mirror(outputs, rows, cols)
 
     if symmetric:
         # The diagonal is exactly diagonal(X), so K(X)[i, i] == diag(X)[i].
@@ -369,22 +405,35 @@ def kernel_matrices(
     return result
 
 
-def _tile_into(outputs, symmetric, rows, cols, *arguments, **options):
-    """Compute one tile and write it into the shared outputs (thread backends)."""
-    _collect([(rows, cols)], [_tile(*arguments, **options)], outputs, symmetric)
+def _block_into(outputs, symmetric, rows, cols, *arguments, **options):
+    """Compute a block straight into the shared outputs (thread backends)."""
+    (r0, r1), (c0, c1) = rows, cols
+    _block({key: values[:, r0:r1, c0:c1] for key, values in outputs.items()},
+           *arguments, **options)
+    if symmetric:
+        _mirror(outputs, rows, cols)
 
 
-def _collect(tiles, results, outputs, symmetric):
-    """Write each tile (and, for K(X, X), its mirror image) into the outputs."""
-    for (rows, cols), tile in zip(tiles, results):
-        (r0, r1), (c0, c1) = rows, cols
-        for key, values in tile.items():
-            if key.endswith("_gradient"):
-                values = np.moveaxis(values, 1, -1)
-            if symmetric and r0 == c0:
-                # A tile on the diagonal is computed whole: keep its upper half.
-                lower = np.tril_indices(r1 - r0, -1)
-                values[:, lower[0], lower[1]] = values[:, lower[1], lower[0]]
-            outputs[key][:, r0:r1, c0:c1] = values
-            if symmetric and r0 != c0:
-                outputs[key][:, c0:c1, r0:r1] = np.swapaxes(values, 1, 2)
+def _new_block(block_shapes, n_rows, n_cols, *arguments, **options):
+    """Compute a block into new arrays and return them (other backends)."""
+    block = {
+        key: np.empty(shape[:1] + (n_rows, n_cols) + shape[1:])
+        for key, shape in block_shapes.items()
+    }
+    _block(block, *arguments, **options)
+    return block
+
+
+def _mirror(outputs, rows, cols):
+    """For K(X, X), copy the block at (rows, cols) to (cols, rows), transposed."""
+    (r0, r1), (c0, c1) = rows, cols
+    for values in outputs.values():
+        start = c0
+        if c0 == r0:
+            # A block starting on the diagonal computed that tile whole: keep
+            # its upper triangle, so that the result is exactly symmetric.
+            square = values[:, r0:r1, r0:r1]
+            lower = np.tril_indices(r1 - r0, -1)
+            square[:, lower[0], lower[1]] = square[:, lower[1], lower[0]]
+            start = r1
+        values[:, start:c1, r0:r1] = np.swapaxes(values[:, r0:r1, start:c1], 1, 2)
