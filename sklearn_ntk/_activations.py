@@ -82,6 +82,12 @@ class Activation:
 
     name = None
 
+    #: Scratch arrays shaped like a tile that :meth:`dual` computes in; 0 for
+    #: an activation that allocates its own temporaries.  Fresh tile-sized
+    #: temporaries cost page faults on every tile, as glibc hands the memory
+    #: back and forth with the system, so the common activations work in place.
+    workspace_size = 0
+
     def prepare(self, variances, eval_gradient=False):
         """Per-point features for one layer.
 
@@ -104,10 +110,11 @@ class Activation:
     def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         """Return (scale · k, scale · kdot) for a tile.
 
-        ``workspace``, when given, is a list of scratch arrays shaped like
-        ``cov`` that an implementation may use to avoid allocating; it may
-        also overwrite ``cov``.  The returned arrays may be ``cov`` or members
-        of ``workspace``, valid until the next call with the same workspace.
+        ``workspace``, when given, is a list of :attr:`workspace_size`
+        scratch arrays shaped like ``cov``; the computation then runs in them
+        and returns k in ``cov`` itself and kdot in a member of
+        ``workspace``, so the caller's buffers never change roles.  Without a
+        workspace, ``cov`` is left untouched and both are new arrays.
         ``scale`` (the recursion's σ_w²) is folded in where that saves a pass.
         """
         k, kdot = self._dual(rows, cols, cov)
@@ -158,10 +165,12 @@ class PiecewiseLinearActivation(Activation):
         variances = [np.asarray(q, dtype=float) for q in variances]
         return [(q, np.sqrt(q), _snapped_inverse_sqrt(q)) for q in variances]
 
+    workspace_size = 3
+
     def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         in_place = workspace is not None
         if not in_place:
-            workspace = [np.empty_like(cov) for _ in range(3)]
+            workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
         rho = _correlation(cov, rows[2], cols[2], out=workspace[0])
         theta = np.arccos(rho, out=workspace[1])
         # sin(arccos rho) = sqrt(1 - rho²), ~7x cheaper than calling sin.
@@ -238,18 +247,36 @@ class ErfActivation(Activation):
     def derivative(self, x):
         return (2.0 / np.sqrt(np.pi)) * np.exp(-np.square(x))
 
-    @staticmethod
-    def _product(rows, cols):
-        return (1.0 + 2.0 * rows[0])[:, None] * (1.0 + 2.0 * cols[0])[None, :]
+    workspace_size = 2
 
-    def _dual(self, rows, cols, cov):
-        product = self._product(rows, cols)
-        # product - 4 q12^2 >= 1 + 2 q11 + 2 q22 > 0, so nothing is singular.
-        denominator = product - 4.0 * cov * cov
-        kdot = (4.0 / np.pi) / np.sqrt(denominator)
-        ratio = 2.0 * cov / np.sqrt(product)
-        np.clip(ratio, -1.0, 1.0, out=ratio)
-        k = (2.0 / np.pi) * np.arcsin(ratio)
+    def prepare(self, variances, eval_gradient=False):
+        # (q, 1 + 2q) per point.
+        variances = [np.asarray(q, dtype=float) for q in variances]
+        return [(q, 1.0 + 2.0 * q) for q in variances]
+
+    @staticmethod
+    def _product(rows, cols, out=None):
+        return np.multiply(rows[1][:, None], cols[1][None, :], out=out)
+
+    def dual(self, rows, cols, cov, workspace=None, scale=1.0):
+        in_place = workspace is not None
+        if not in_place:
+            workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
+        product = self._product(rows, cols, out=workspace[0])
+        # kdot = (4/π) / sqrt(product - 4 q12²); product - 4 q12² >=
+        # 1 + 2 q11 + 2 q22 > 0, so nothing is singular.
+        kdot = np.multiply(cov, cov, out=workspace[1])
+        kdot *= -4.0
+        kdot += product
+        np.sqrt(kdot, out=kdot)
+        np.divide(4.0 / np.pi * scale, kdot, out=kdot)
+        # k = (2/π) arcsin(2 q12 / sqrt(product)).
+        np.sqrt(product, out=product)
+        k = np.divide(cov, product, out=cov if in_place else product)
+        k *= 2.0
+        k.clip(-1.0, 1.0, out=k)
+        np.arcsin(k, out=k)
+        k *= 2.0 / np.pi * scale
         return k, kdot
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
@@ -292,8 +319,14 @@ class IdentityActivation(Activation):
     def derivative(self, x):
         return np.ones_like(np.asarray(x, dtype=float))
 
-    def _dual(self, rows, cols, cov):
-        return cov.copy(), np.ones_like(cov)
+    workspace_size = 1
+
+    def dual(self, rows, cols, cov, workspace=None, scale=1.0):
+        if workspace is None:
+            return cov * scale, np.full_like(cov, scale)
+        workspace[0].fill(scale)
+        cov *= scale
+        return cov, workspace[0]
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
         return cov.copy(), np.ones_like(cov), d_cov.copy(), np.zeros_like(d_cov)
@@ -325,19 +358,40 @@ class TrigonometricActivation(Activation):
     def derivative(self, x):
         return np.cos(x) if self.name == "sin" else -np.sin(x)
 
-    def _pair(self, mean_variance, cov):
-        # cosh- and sinh-type halves of e^{-m} e^{±q12}.
-        up = np.exp(cov - mean_variance)
-        down = np.exp(-cov - mean_variance)
-        hyperbolic_sine = 0.5 * (up - down)
-        hyperbolic_cosine = 0.5 * (up + down)
+    workspace_size = 3
+
+    def prepare(self, variances, eval_gradient=False):
+        # (q, q/2) per point.
+        variances = [np.asarray(q, dtype=float) for q in variances]
+        return [(q, 0.5 * q) for q in variances]
+
+    def _pair(self, up, down, scale=1.0, out=(None, None)):
+        """(k, kdot) from up = exp(q12 - m) and down = exp(-q12 - m).
+
+        They are the cosh- and sinh-type halves of e^{-m} e^{±q12}; ``out``
+        is where k and kdot go (new arrays if None).
+        """
+        sine_out, cosine_out = out if self._sign < 0 else out[::-1]
+        hyperbolic_sine = np.subtract(up, down, out=sine_out)
+        hyperbolic_sine *= 0.5 * scale
+        hyperbolic_cosine = np.add(up, down, out=cosine_out)
+        hyperbolic_cosine *= 0.5 * scale
         if self._sign < 0:
             return hyperbolic_sine, hyperbolic_cosine
         return hyperbolic_cosine, hyperbolic_sine
 
-    def _dual(self, rows, cols, cov):
-        mean_variance = 0.5 * (rows[0][:, None] + cols[0][None, :])
-        return self._pair(mean_variance, cov)
+    def dual(self, rows, cols, cov, workspace=None, scale=1.0):
+        in_place = workspace is not None
+        if not in_place:
+            workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
+        up = np.subtract(cov, rows[1][:, None], out=workspace[0])
+        up -= cols[1][None, :]
+        down = np.add(cov, rows[1][:, None], out=workspace[1])
+        down += cols[1][None, :]
+        np.negative(down, out=down)
+        np.exp(up, out=up)
+        np.exp(down, out=down)
+        return self._pair(up, down, scale, out=(cov if in_place else None, workspace[2]))
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
         k, kdot = self.dual(rows, cols, cov)
@@ -348,7 +402,8 @@ class TrigonometricActivation(Activation):
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
-        return self._pair(q, q)
+        # m = q12 = q: up = exp(0) = 1 and down = exp(-2q).
+        return self._pair(np.ones_like(q), np.exp(-2.0 * q))
 
     def dual_diag_jvp(self, q, dq):
         k, kdot = self.dual_diag(q)
@@ -506,6 +561,8 @@ class QuadratureActivation(Activation):
         ``derivatives(x, order)`` returns σ^(order)(x) for order 0..3.
     """
 
+    workspace_size = 3
+
     def __init__(self, name, derivatives):
         self.name = name
         self._derivatives = derivatives
@@ -602,31 +659,43 @@ class QuadratureActivation(Activation):
         return features
 
     @staticmethod
-    def _mehler(rho, left, right):
-        """Σ_k left[:, k] right[:, k] ρ^k by Horner's rule, in place."""
+    def _mehler(rho, left, right, out=None, term=None):
+        """Σ_k left[:, k] right[:, k] ρ^k by Horner's rule, in place.
+
+        ``out`` receives the sum and ``term`` is scratch (both new if None).
+        """
         n_terms = left.shape[1]
+        total = np.empty_like(rho) if out is None else out
         constant = np.ptp(left, axis=0).max() == 0 and np.ptp(right, axis=0).max() == 0
         if constant:
             # Equal variances everywhere (e.g. inputs on a sphere): scalar Horner.
             scalars = left[0] * right[0]
-            total = np.full_like(rho, scalars[-1])
+            total.fill(scalars[-1])
             for degree in range(n_terms - 2, -1, -1):
                 total *= rho
                 total += scalars[degree]
             return total
-        total = np.multiply.outer(left[:, -1], right[:, -1])
-        term = np.empty_like(total)
+        term = np.empty_like(rho) if term is None else term
+        np.multiply.outer(left[:, -1], right[:, -1], out=total)
         for degree in range(n_terms - 2, -1, -1):
             total *= rho
             np.multiply.outer(left[:, degree], right[:, degree], out=term)
             total += term
         return total
 
-    def _dual(self, rows, cols, cov):
+    def dual(self, rows, cols, cov, workspace=None, scale=1.0):
+        in_place = workspace is not None
+        if not in_place:
+            workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
         (_, c_rows, inverse_rows), (_, c_cols, inverse_cols) = rows, cols
-        rho = _correlation(cov, inverse_rows, inverse_cols)
-        k = self._mehler(rho, c_rows[:, 0], c_cols[:, 0])
-        kdot = self._mehler(rho, c_rows[:, 1], c_cols[:, 1])
+        rho = _correlation(cov, inverse_rows, inverse_cols, out=workspace[0])
+        kdot = self._mehler(rho, c_rows[:, 1], c_cols[:, 1], workspace[1], workspace[2])
+        # cov is no longer needed once rho is formed: with a workspace, k goes there.
+        k = self._mehler(rho, c_rows[:, 0], c_cols[:, 0], cov if in_place else None,
+                         workspace[2])
+        if scale != 1.0:
+            k *= scale
+            kdot *= scale
         return k, kdot
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):

@@ -27,6 +27,7 @@ order of the kernels.
 """
 
 import functools
+import queue
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,14 @@ from ._activations import get_activation
 
 #: Side of the square tiles.  With threads, every numpy call on a tile
 #: releases and retakes the GIL, and a contended hand-over costs ~10 µs here:
-#: 320-row tiles make the calls long enough for n_jobs=2 to run 1.6-1.8x as
+#: 320-row tiles make the calls long enough for n_jobs=2 to run 1.5-1.8x as
 #: fast as one thread at n = 5000, where 192-row tiles gave 1.2-1.4x.  One
 #: thread runs as fast with either (benchmarks/bench_scale.py --sections tiles).
 TILE_SIZE = 320
+
+#: Tile side with eval_gradient, whose tangents double the live arrays: past
+#: ~192 rows they fall out of cache and one thread slows down 1.7x (n = 3000).
+ALLOCATING_TILE_SIZE = 128
 
 #: Tiles computed one after the other by a task, through one workspace.
 TILES_PER_TASK = 8
@@ -153,8 +158,9 @@ def _tile(
     a trailing axis of 2 for gradients).  ``X_rows`` is already scaled by
     σ_w²/n0.  ``rows_by_layer[l]`` are the activation's per-point features of
     the row points at layer l + 1 and ``d_rows_by_layer[l]`` the tangents of
-    their variances, shape (2, n_rows).  ``workspace`` is five flat scratch
-    buffers of at least n_rows·n_cols entries, reused across tiles.
+    their variances, shape (2, n_rows).  ``workspace`` is flat scratch
+    buffers of at least n_rows·n_cols entries, reused across tiles: two for
+    Σ and Θ, then the activation's :attr:`~Activation.workspace_size`.
     """
     shape = (X_rows.shape[0], Y_cols.shape[0])
     scratch = [buffer[: shape[0] * shape[1]].reshape(shape) for buffer in workspace]
@@ -191,7 +197,8 @@ def _tile(
             )
         else:
             # May overwrite nngp, which the new Σ replaces anyway.
-            k, kdot = activation.dual(rows, cols, nngp, scratch[2:], scale=weight_var)
+            k, kdot = activation.dual(rows, cols, nngp, scratch[2:] or None,
+                                      scale=weight_var)
         # kdot becomes the slope Σ̇ and k the new Σ, both in place.
         slope = kdot
         if eval_gradient:
@@ -223,17 +230,22 @@ def _tile(
 
 def _block(
     destination, X_rows, Y_cols, rows_by_layer, cols_by_layer, d_rows_by_layer,
-    d_cols_by_layer, *, tile_size, weight_var, **options,
+    d_cols_by_layer, *, tile_size, weight_var, workspace=None, **options,
 ):
     """Compute a block of rows against several tiles' worth of columns.
 
-    The tiles run one after the other through one workspace: fresh tile-sized
-    arrays would cost page faults on every tile and, with threads, an mmap and
-    munmap each, made while holding the GIL.
+    The tiles run one after the other through one workspace (a new one if
+    None), which is returned for the next block: fresh tile-sized arrays cost
+    page faults on every tile, as glibc hands the memory back and forth with
+    the system.
     """
     X_rows = X_rows * (weight_var / X_rows.shape[1])
-    n_rows, n_cols = X_rows.shape[0], Y_cols.shape[0]
-    workspace = [np.empty(n_rows * min(tile_size, n_cols)) for _ in range(5)]
+    n_cols = Y_cols.shape[0]
+    if workspace is None:
+        n_buffers = 2
+        if not options["eval_gradient"]:
+            n_buffers += options["activation"].workspace_size
+        workspace = [np.empty(tile_size * tile_size) for _ in range(n_buffers)]
     for c0 in range(0, n_cols, tile_size):
         c1 = min(c0 + tile_size, n_cols)
         _tile(
@@ -244,6 +256,7 @@ def _block(
             [None if d is None else d[:, c0:c1] for d in d_cols_by_layer],
             workspace, weight_var=weight_var, **options,
         )
+    return workspace
 
 
 def _take(features, start, stop):
@@ -253,7 +266,7 @@ def _take(features, start, stop):
 
 def kernel_matrices(
     X, Y=None, *, depth, activation, beta, weight_std, kernel="ntk",
-    all_depths=False, eval_gradient=False, n_jobs=None, tile_size=TILE_SIZE,
+    all_depths=False, eval_gradient=False, n_jobs=None, tile_size=None,
 ):
     """NNGP and/or NTK Gram matrices of X against Y (or X against itself).
 
@@ -277,13 +290,18 @@ def kernel_matrices(
     n_jobs : int, default=None
         Number of joblib workers over tiles (threads by default; numpy
         releases the GIL in the tile arithmetic).
-    tile_size : int, default=TILE_SIZE
+    tile_size : int, default=None
+        Side of the square tiles; None means TILE_SIZE, or GRADIENT_TILE_SIZE
+        with eval_gradient.
 
     Returns
     -------
     kernels : Kernels
     """
     activation = get_activation(activation)
+    if tile_size is None:
+        in_place = activation.workspace_size > 0 and not eval_gradient
+        tile_size = TILE_SIZE if in_place else ALLOCATING_TILE_SIZE
     symmetric = Y is None
     if symmetric:
         Y = X
@@ -339,6 +357,7 @@ def kernel_matrices(
 
     backend, _ = get_active_backend(prefer="threads")
     shared_memory = getattr(backend, "supports_sharedmem", False)
+    workspaces = queue.SimpleQueue()
     # Shape of each output without its (n_x, n_y) axes.
     block_shapes = {
         key: values.shape[:1] + values.shape[3:] for key, values in outputs.items()
@@ -363,8 +382,8 @@ def kernel_matrices(
         if shared_memory:
             # Threads write their own block (and its mirror) into the output:
             # the blocks are disjoint, and the copies run in parallel too.
-            return delayed(_block_into)(outputs, symmetric, rows, cols, *arguments,
-                                        **options)
+            return delayed(_block_into)(outputs, symmetric, workspaces, rows, cols,
+                                        *arguments, **options)
         return delayed(_new_block)(block_shapes, r1 - r0, c1 - c0, *arguments,
                                    **options)
 
@@ -405,11 +424,21 @@ def kernel_matrices(
     return result
 
 
-def _block_into(outputs, symmetric, rows, cols, *arguments, **options):
-    """Compute a block straight into the shared outputs (thread backends)."""
+def _block_into(outputs, symmetric, workspaces, rows, cols, *arguments, **options):
+    """Compute a block straight into the shared outputs (thread backends).
+
+    ``workspaces`` is a queue of idle workspaces, so that each thread
+    allocates one at most.
+    """
     (r0, r1), (c0, c1) = rows, cols
-    _block({key: values[:, r0:r1, c0:c1] for key, values in outputs.items()},
-           *arguments, **options)
+    try:
+        workspace = workspaces.get_nowait()
+    except queue.Empty:
+        workspace = None
+    workspaces.put(_block(
+        {key: values[:, r0:r1, c0:c1] for key, values in outputs.items()},
+        *arguments, workspace=workspace, **options,
+    ))
     if symmetric:
         _mirror(outputs, rows, cols)
 

@@ -163,6 +163,29 @@ def test_diagonal_jvp_matches_central_differences(name):
                                    rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_duals_in_a_workspace_equal_duals_in_new_arrays(name):
+    # The recursion hands dual() its tile buffers: k must come back in cov's
+    # buffer and kdot in the workspace, equal to an allocating call; without
+    # a workspace, cov must be left alone.
+    activation = get_activation(name)
+    rng = np.random.default_rng(1)
+    q11, q22 = rng.uniform(0.5, 2.0, 5), rng.uniform(0.5, 2.0, 4)
+    cov = rng.uniform(-0.4, 0.4, (5, 4)) * np.sqrt(np.outer(q11, q22))
+    rows, cols = activation.prepare([q11, q22])
+    original = cov.copy()
+    k, kdot = activation.dual(rows, cols, cov, scale=1.7)
+    np.testing.assert_array_equal(cov, original)
+    workspace = [np.full_like(cov, np.nan) for _ in range(activation.workspace_size)]
+    if not workspace:
+        return
+    k_in_place, kdot_in_place = activation.dual(rows, cols, cov, workspace, scale=1.7)
+    assert k_in_place is cov
+    assert any(kdot_in_place is buffer for buffer in workspace)
+    np.testing.assert_allclose(k_in_place, k, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(kdot_in_place, kdot, rtol=1e-15, atol=0)
+
+
 def test_hermite_series_length_adapts_to_the_variance():
     tanh = get_activation("tanh")
     short = tanh.prepare([np.array([0.5])])[0][1].shape[-1]
