@@ -37,15 +37,19 @@ from threadpoolctl import ThreadpoolController
 
 from ._activations import get_activation
 
-#: Side of the square tiles.  With threads, every numpy call on a tile
-#: releases and retakes the GIL, and a contended hand-over costs ~10 µs here:
-#: 320-row tiles make the calls long enough for n_jobs=2 to run 1.5-1.8x as
-#: fast as one thread at n = 5000, where 192-row tiles gave 1.2-1.4x.  One
-#: thread runs as fast with either (benchmarks/bench_scale.py --sections tiles).
+#: Side of the square tiles when the activation's dual works in place.  With
+#: threads, every numpy call on a tile releases and retakes the GIL, and a
+#: contended hand-over costs ~10 µs here: 320-row tiles make the calls long
+#: enough for n_jobs=2 to run 1.5-1.8x as fast as one thread (relu,
+#: n = 5000), where 192-row tiles gave 1.2-1.4x.  One thread is as fast with
+#: either (``benchmarks/bench_scale.py --sections tiles``).
 TILE_SIZE = 320
 
-#: Tile side with eval_gradient, whose tangents double the live arrays: past
-#: ~192 rows they fall out of cache and one thread slows down 1.7x (n = 3000).
+#: Side of the tiles when temporaries are allocated per tile (gelu's dual,
+#: and every dual's tangents with eval_gradient).  Larger tiles push them
+#: past glibc's thresholds for handing memory back to the system, and every
+#: tile then faults it in again: gelu at n = 4000 ran 2.7x slower with
+#: 160-row tiles than with 128 (234k minor page faults instead of 600).
 ALLOCATING_TILE_SIZE = 128
 
 #: Tiles computed one after the other by a task, through one workspace.
@@ -291,8 +295,9 @@ def kernel_matrices(
         Number of joblib workers over tiles (threads by default; numpy
         releases the GIL in the tile arithmetic).
     tile_size : int, default=None
-        Side of the square tiles; None means TILE_SIZE, or GRADIENT_TILE_SIZE
-        with eval_gradient.
+        Side of the square tiles; None means TILE_SIZE, or
+        ALLOCATING_TILE_SIZE with eval_gradient or an activation that does not
+        work in place.
 
     Returns
     -------
