@@ -3,7 +3,8 @@
 Sections (``--sections``, default all):
 
 ``njobs``
-    Median wall-clock time of ``NTK(depth=3)(X)`` (relu, n x n, d = 50) with
+    Median wall-clock time of ``NTK(depth=3)(X)`` (n x n, d = 50; relu, or
+    each of ``--njobs-activations``) with
     ``n_jobs=1`` and ``n_jobs=2`` (runs interleaved), the speed-up, and the
     largest difference between the two results (the tiles are the same
     arithmetic, so it is 0).
@@ -83,24 +84,42 @@ def _interleaved_times(functions, repeats):
     return {key: statistics.median(values) for key, values in times.items()}, times, results
 
 
+def _max_difference(first, second):
+    """Largest absolute difference between two arrays or tuples of arrays."""
+    if isinstance(first, tuple):
+        return max(_max_difference(a, b) for a, b in zip(first, second))
+    return float(np.max(np.abs(first - second)))
+
+
 def section_njobs(args):
     from sklearn_ntk import NTK
 
     X = np.random.RandomState(0).normal(size=(args.njobs_n, 50))
-    kernels = {n_jobs: NTK(depth=3, n_jobs=n_jobs) for n_jobs in (1, 2)}
-    kernels[1](X[:500])  # warm-up: imports, thread pools
-    medians, times, results = _interleaved_times(
-        {n_jobs: (lambda kernel=kernel: kernel(X)) for n_jobs, kernel in kernels.items()},
-        args.repeats,
-    )
-    for n_jobs in (1, 2):
-        print(f"  n_jobs={n_jobs}: median {medians[n_jobs]:.3f} s  "
-              f"(runs {[round(t, 3) for t in times[n_jobs]]})")
-    difference = float(np.max(np.abs(results[1] - results[2])))
-    speedup = medians[1] / medians[2]
-    print(f"  speed-up 1 -> 2 threads: {speedup:.2f}x; max |K1 - K2| = {difference:.3g}")
-    return dict(n=args.njobs_n, time_1=medians[1], time_2=medians[2], speedup=speedup,
-                max_difference=difference)
+    rows = []
+    cases = [(activation, False) for activation in args.njobs_activations]
+    if args.njobs_gradient:
+        cases += [(activation, True) for activation in args.njobs_activations]
+    for activation, eval_gradient in cases:
+        name = activation + (" with eval_gradient" if eval_gradient else "")
+        kernels = {n_jobs: NTK(depth=3, activation=activation, n_jobs=n_jobs)
+                   for n_jobs in (1, 2)}
+        kernels[2](X[:500])  # warm-up: imports, thread pools
+        medians, times, results = _interleaved_times(
+            {n_jobs: (lambda kernel=kernel: kernel(X, eval_gradient=eval_gradient))
+             for n_jobs, kernel in kernels.items()},
+            args.repeats,
+        )
+        for n_jobs in (1, 2):
+            print(f"  {name}, n_jobs={n_jobs}: median {medians[n_jobs]:.3f} s  "
+                  f"(runs {[round(t, 3) for t in times[n_jobs]]})")
+        difference = _max_difference(results[1], results[2])
+        speedup = medians[1] / medians[2]
+        print(f"  {name}: speed-up 1 -> 2 threads {speedup:.2f}x; "
+              f"max |K1 - K2| = {difference:.3g}", flush=True)
+        rows.append(dict(activation=activation, eval_gradient=eval_gradient,
+                         n=args.njobs_n, time_1=medians[1], time_2=medians[2],
+                         speedup=speedup, max_difference=difference))
+    return rows
 
 
 def section_tiles(args):
@@ -280,6 +299,10 @@ def main():
                         choices=["njobs", "tiles", "memory", "approx", "scaling"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--njobs-n", type=int, default=6000)
+    parser.add_argument("--njobs-activations", nargs="+", default=["relu"],
+                        help="activations for the njobs section")
+    parser.add_argument("--njobs-gradient", action="store_true",
+                        help="also time K(X, eval_gradient=True) in the njobs section")
     parser.add_argument("--tile-sizes", type=int, nargs="+", default=[192, 256, 320, 384, 512],
                         help="tile sizes for the tiles section")
     parser.add_argument("--memory-n", type=int, default=30000)
