@@ -234,14 +234,15 @@ def _tile(
 
 def _block(
     destination, X_rows, Y_cols, rows_by_layer, cols_by_layer, d_rows_by_layer,
-    d_cols_by_layer, *, tile_size, weight_var, workspace=None, **options,
+    d_cols_by_layer, *, tile_size, tile_entries, weight_var, workspace=None, **options,
 ):
     """Compute a block of rows against several tiles' worth of columns.
 
-    The tiles run one after the other through one workspace (a new one if
-    None), which is returned for the next block: fresh tile-sized arrays cost
-    page faults on every tile, as glibc hands the memory back and forth with
-    the system.
+    The tiles run one after the other through one workspace, which is
+    returned for the next block (if None, a new one is made, with buffers of
+    ``tile_entries``, the size of the largest tile): fresh tile-sized arrays
+    cost page faults on every tile, as glibc hands the memory back and forth
+    with the system.
     """
     X_rows = X_rows * (weight_var / X_rows.shape[1])
     n_cols = Y_cols.shape[0]
@@ -249,7 +250,7 @@ def _block(
         n_buffers = 2
         if not options["eval_gradient"]:
             n_buffers += options["activation"].workspace_size
-        workspace = [np.empty(tile_size * tile_size) for _ in range(n_buffers)]
+        workspace = [np.empty(tile_entries) for _ in range(n_buffers)]
     for c0 in range(0, n_cols, tile_size):
         c1 = min(c0 + tile_size, n_cols)
         _tile(
@@ -383,6 +384,7 @@ def kernel_matrices(
             depth=depth, activation=activation, weight_var=weight_var,
             bias_var=bias_var, want_ntk=want_ntk, all_depths=all_depths,
             eval_gradient=eval_gradient, tile_size=tile_size,
+            tile_entries=min(tile_size, n_x) * min(tile_size, n_y),
         )
         if shared_memory:
             # Threads write their own block (and its mirror) into the output:

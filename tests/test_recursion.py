@@ -148,12 +148,14 @@ def test_threads_are_bit_identical_and_tiling_changes_only_rounding(tile_size):
     threaded = _kernels(X, Y, tile_size=tile_size, n_jobs=2)
     np.testing.assert_array_equal(threaded.ntk, serial.ntk)
     # BLAS sums tiles of other shapes in another order: last-bit differences.
-    untiled = _kernels(X, Y, tile_size=1000)
+    # A tile larger than the matrix is the matrix: scratch is sized to it,
+    # not to tile_size² (10**9² entries would not fit anywhere).
+    untiled = _kernels(X, Y, tile_size=10**9)
     np.testing.assert_allclose(serial.ntk, untiled.ntk, rtol=1e-14)
     symmetric_serial = _kernels(X, tile_size=tile_size)
     symmetric_threaded = _kernels(X, tile_size=tile_size, n_jobs=2)
     np.testing.assert_array_equal(symmetric_threaded.ntk, symmetric_serial.ntk)
-    np.testing.assert_allclose(symmetric_serial.ntk, _kernels(X, tile_size=1000).ntk,
+    np.testing.assert_allclose(symmetric_serial.ntk, _kernels(X, tile_size=10**9).ntk,
                                rtol=1e-14)
     assert np.array_equal(symmetric_serial.ntk, symmetric_serial.ntk.T)
 
