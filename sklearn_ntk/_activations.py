@@ -31,7 +31,9 @@ import numpy as np
 from scipy.special import erf, expit, roots_hermite
 
 _TWO_PI = 2.0 * np.pi
-_SNAP_SCALE = 1.0 + 8.0 * np.finfo(float).eps
+#: Each point's factor of rho is scaled by 1 + 4 eps, so rho by (1 + 4 eps)²,
+#: which rounds to 1 + 8 eps (see _snapped_inverse_sqrt).
+_SNAP_SCALE = 1.0 + 4.0 * np.finfo(float).eps
 
 
 def _inverse_sqrt(q):
@@ -43,13 +45,14 @@ def _inverse_sqrt(q):
 
 
 def _snapped_inverse_sqrt(q):
-    """Per-point factor of the correlation: 1/sqrt(q), times 1 + 8 eps.
+    """Per-point factor of the correlation: 1/sqrt(q), times 1 + 4 eps.
 
     Duplicated or rescaled points have |rho| = 1 exactly, but rounding leaves
     1 - O(eps), which arccos amplifies to an angle of ~sqrt(eps) = 1e-8.  An
-    angle that small is not resolvable from rounded inputs anyway, so rho is
-    scaled by 1 + 8 eps before clipping: everything within 8 ulps of ±1 snaps
-    to ±1, and nothing else moves by more than rounding does.
+    angle that small is not resolvable from rounded inputs anyway, so rho,
+    the product of a row's and a column's factor, is scaled by 1 + 8 eps
+    before clipping: everything within 8 ulps of ±1 snaps to ±1, and nothing
+    else moves by more than rounding does.
     """
     _, inverse = _inverse_sqrt(q)
     inverse *= _SNAP_SCALE
@@ -110,8 +113,8 @@ class Activation:
     def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         """Return (scale · k, scale · kdot) for a tile.
 
-        ``workspace``, when given, is a list of :attr:`workspace_size`
-        scratch arrays shaped like ``cov``; the computation then runs in them
+        ``workspace``, given only when :attr:`workspace_size` > 0, is a list
+        of that many scratch arrays shaped like ``cov``; the computation then runs in them
         and returns k in ``cov`` itself and kdot in a member of
         ``workspace``, so the caller's buffers never change roles.  Without a
         workspace, ``cov`` is left untouched and both are new arrays.
@@ -160,8 +163,8 @@ class PiecewiseLinearActivation(Activation):
         return np.where(x > 0, self.positive_slope, self.negative_slope) * np.ones_like(x)
 
     def prepare(self, variances, eval_gradient=False):
-        # (q, sqrt q, snapped 1/sqrt q) per point, so that a tile does no
-        # per-point work: that would hold the GIL between its array passes.
+        # (q, sqrt q, snapped 1/sqrt q) per point, once per layer: per-point
+        # work in a tile holds the GIL between its array passes.
         variances = [np.asarray(q, dtype=float) for q in variances]
         return [(q, np.sqrt(q), _snapped_inverse_sqrt(q)) for q in variances]
 
@@ -174,8 +177,8 @@ class PiecewiseLinearActivation(Activation):
         rho = _correlation(cov, rows[2], cols[2], out=workspace[0])
         theta = np.arccos(rho, out=workspace[1])
         # sin(arccos rho) = sqrt(1 - rho²), ~7x cheaper than calling sin.
-        # Near rho = ±1 it is no less accurate than sqrt((1 - rho)(1 + rho)):
-        # the rounding of rho itself dominates both.
+        # Near rho = ±1 its rounding error (vs sqrt((1 - rho)(1 + rho))) is
+        # far below the effect of the rounding and snapping of rho itself.
         sin_theta = np.multiply(rho, rho, out=workspace[2])
         np.subtract(1.0, sin_theta, out=sin_theta)
         np.sqrt(sin_theta, out=sin_theta)
@@ -250,7 +253,7 @@ class ErfActivation(Activation):
     workspace_size = 2
 
     def prepare(self, variances, eval_gradient=False):
-        # (q, 1 + 2q) per point.
+        # (q, 1 + 2q) per point, once per layer rather than once per tile.
         variances = [np.asarray(q, dtype=float) for q in variances]
         return [(q, 1.0 + 2.0 * q) for q in variances]
 
@@ -361,7 +364,7 @@ class TrigonometricActivation(Activation):
     workspace_size = 3
 
     def prepare(self, variances, eval_gradient=False):
-        # (q, q/2) per point.
+        # (q, q/2) per point, once per layer rather than once per tile.
         variances = [np.asarray(q, dtype=float) for q in variances]
         return [(q, 0.5 * q) for q in variances]
 

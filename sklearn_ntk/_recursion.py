@@ -18,8 +18,9 @@ square tiles; each tile runs through all L layers before the next one starts,
 so beyond the output only O(tile) memory is used.  For K(X, X) only tiles on
 or above the diagonal are computed and mirrored, and the diagonal is copied
 from :func:`diagonal` so that ``K(X)[i, i] == diag(X)[i]`` bit for bit.
-Tiles are independent tasks for :class:`joblib.Parallel`, so ``n_jobs`` and
-any joblib backend (threads, processes, Dask) apply.
+Runs of tiles along a row strip are independent tasks for
+:class:`joblib.Parallel`, so ``n_jobs`` and any joblib backend (threads,
+processes, Dask) apply; each thread computes through one reused workspace.
 
 Gradients are carried forward in the same pass (forward-mode
 differentiation) with respect to θ = (log β, log σ_w), the hyperparameter
@@ -164,7 +165,8 @@ def _tile(
     the row points at layer l + 1 and ``d_rows_by_layer[l]`` the tangents of
     their variances, shape (2, n_rows).  ``workspace`` is flat scratch
     buffers of at least n_rows·n_cols entries, reused across tiles: two for
-    Σ and Θ, then the activation's :attr:`~Activation.workspace_size`.
+    Σ and Θ, then (without eval_gradient) the activation's
+    :attr:`~Activation.workspace_size`.
     """
     shape = (X_rows.shape[0], Y_cols.shape[0])
     scratch = [buffer[: shape[0] * shape[1]].reshape(shape) for buffer in workspace]
@@ -200,7 +202,8 @@ def _tile(
                 d_rows_by_layer[layer - 1], d_cols_by_layer[layer - 1], d_nngp,
             )
         else:
-            # May overwrite nngp, which the new Σ replaces anyway.
+            # With a workspace, k comes back in nngp's own buffer (the new Σ
+            # replaces the old) and kdot in one of the workspace buffers.
             k, kdot = activation.dual(rows, cols, nngp, scratch[2:] or None,
                                       scale=weight_var)
         # kdot becomes the slope Σ̇ and k the new Σ, both in place.

@@ -218,6 +218,15 @@ def test_correlations_rounding_past_one_are_clipped():
     np.testing.assert_allclose((k, kdot), (0.5, 0.5))
 
 
+def test_correlations_within_eight_ulps_of_one_snap_to_one():
+    # Snapping absorbs rounding (|rho| = 1 - 7 eps gives exactly theta = 0),
+    # but nothing farther out: 1 - 12 eps keeps its angle of ~sqrt(24 eps).
+    eps = np.finfo(float).eps
+    assert _dual("relu", 1.0, 1.0, 1.0 - 7 * eps)[1] == 0.5
+    assert _dual("relu", 1.0, 1.0, -1.0 + 7 * eps)[1] == 0.0
+    assert 0.5 - _dual("relu", 1.0, 1.0, 1.0 - 12 * eps)[1] > 1e-9
+
+
 @pytest.mark.parametrize(
     "activation, error, message",
     [
