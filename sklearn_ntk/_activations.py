@@ -284,10 +284,10 @@ class ErfActivation(Activation):
 
     def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
         k, kdot = self.dual(rows, cols, cov)
-        q_rows, q_cols = rows[0], cols[0]
+        # rows[1] and cols[1] are 1 + 2q, the factors of the product.
         d_product = (
-            2.0 * d_rows[:, :, None] * (1.0 + 2.0 * q_cols)[None, None, :]
-            + 2.0 * d_cols[:, None, :] * (1.0 + 2.0 * q_rows)[None, :, None]
+            2.0 * d_rows[:, :, None] * cols[1][None, None, :]
+            + 2.0 * d_cols[:, None, :] * rows[1][None, :, None]
         )
         product = self._product(rows, cols)
         denominator = product - 4.0 * cov * cov

@@ -237,23 +237,22 @@ def _tile(
 
 def _block(
     destination, X_rows, Y_cols, rows_by_layer, cols_by_layer, d_rows_by_layer,
-    d_cols_by_layer, *, tile_size, tile_entries, weight_var, workspace=None, **options,
+    d_cols_by_layer, *, tile_size, workspace_shape, weight_var, workspace=None,
+    **options,
 ):
     """Compute a block of rows against several tiles' worth of columns.
 
     The tiles run one after the other through one workspace, which is
-    returned for the next block (if None, a new one is made, with buffers of
-    ``tile_entries``, the size of the largest tile): fresh tile-sized arrays
-    cost page faults on every tile, as glibc hands the memory back and forth
-    with the system.
+    returned for the next block; if None, a new one is made, with
+    ``workspace_shape`` = (number of buffers, entries of the largest tile).
+    Fresh tile-sized arrays cost page faults on every tile, as glibc hands
+    the memory back and forth with the system.
     """
     X_rows = X_rows * (weight_var / X_rows.shape[1])
     n_cols = Y_cols.shape[0]
     if workspace is None:
-        n_buffers = 2
-        if not options["eval_gradient"]:
-            n_buffers += options["activation"].workspace_size
-        workspace = [np.empty(tile_entries) for _ in range(n_buffers)]
+        n_buffers, n_entries = workspace_shape
+        workspace = [np.empty(n_entries) for _ in range(n_buffers)]
     for c0 in range(0, n_cols, tile_size):
         c1 = min(c0 + tile_size, n_cols)
         _tile(
@@ -308,8 +307,8 @@ def kernel_matrices(
     kernels : Kernels
     """
     activation = get_activation(activation)
+    in_place = activation.workspace_size > 0 and not eval_gradient
     if tile_size is None:
-        in_place = activation.workspace_size > 0 and not eval_gradient
         tile_size = TILE_SIZE if in_place else ALLOCATING_TILE_SIZE
     symmetric = Y is None
     if symmetric:
@@ -367,6 +366,12 @@ def kernel_matrices(
     backend, _ = get_active_backend(prefer="threads")
     shared_memory = getattr(backend, "supports_sharedmem", False)
     workspaces = queue.SimpleQueue()
+    # Σ and Θ, then the activation's scratch if it works in place; each
+    # buffer holds the largest tile.
+    workspace_shape = (
+        2 + (activation.workspace_size if in_place else 0),
+        min(tile_size, n_x) * min(tile_size, n_y),
+    )
     # Shape of each output without its (n_x, n_y) axes.
     block_shapes = {
         key: values.shape[:1] + values.shape[3:] for key, values in outputs.items()
@@ -387,7 +392,7 @@ def kernel_matrices(
             depth=depth, activation=activation, weight_var=weight_var,
             bias_var=bias_var, want_ntk=want_ntk, all_depths=all_depths,
             eval_gradient=eval_gradient, tile_size=tile_size,
-            tile_entries=min(tile_size, n_x) * min(tile_size, n_y),
+            workspace_shape=workspace_shape,
         )
         if shared_memory:
             # Threads write their own block (and its mirror) into the output:
