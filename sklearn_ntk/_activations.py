@@ -78,7 +78,7 @@ def _correlation(cov, inverse_rows, inverse_cols, out=None):
 class Activation:
     """Base class of an activation with its dual kernels.
 
-    Subclasses implement :meth:`dual`, :meth:`dual_jvp`, :meth:`dual_diag`
+    Subclasses implement :meth:`dual`, :meth:`dual_tangents`, :meth:`dual_diag`
     and :meth:`dual_diag_jvp` and the pointwise :meth:`function` and
     :meth:`derivative` used by finite networks.
     """
@@ -99,7 +99,7 @@ class Activation:
         variances : list of ndarray of shape (n_points,)
             Pre-activation variances q(x, x) of each point set (e.g. X and Y).
         eval_gradient : bool
-            Whether :meth:`dual_jvp` will be called.
+            Whether :meth:`dual_tangents` will be called.
 
         Returns
         -------
@@ -128,6 +128,17 @@ class Activation:
 
     def _dual(self, rows, cols, cov):
         """Return (k, kdot) for a tile, in new arrays."""
+        raise NotImplementedError
+
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
+        """Return (dk, dkdot), the tangents of the unscaled k and kdot.
+
+        ``d_rows`` (2, n_rows), ``d_cols`` (2, n_cols) and ``d_cov``
+        (2, n_rows, n_cols) are the tangents of q11, q22 and q12 along the
+        two hyperparameter directions.  ``cov`` is left untouched.  The values
+        themselves always come from :meth:`dual`, so that K is the same bit
+        for bit with and without gradients.
+        """
         raise NotImplementedError
 
     def dual_diag(self, q):
@@ -191,7 +202,7 @@ class PiecewiseLinearActivation(Activation):
         k += sin_theta
         return k, kdot
 
-    def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
         k, kdot = self.dual(rows, cols, cov)
         q_rows, q_cols = rows[0], cols[0]
         rho = _correlation(cov, rows[2], cols[2])
@@ -228,7 +239,7 @@ class PiecewiseLinearActivation(Activation):
             term *= inverse_sqrt_cols[None, :]
             term -= rho_rates
             np.multiply(term, c_over_sin, out=dkdot[direction])
-        return k, kdot, dk, dkdot
+        return dk, dkdot
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
@@ -282,7 +293,7 @@ class ErfActivation(Activation):
         k *= 2.0 / np.pi * scale
         return k, kdot
 
-    def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
         k, kdot = self.dual(rows, cols, cov)
         # rows[1] and cols[1] are 1 + 2q, the factors of the product.
         d_product = (
@@ -295,7 +306,7 @@ class ErfActivation(Activation):
         d_ratio = 2.0 * d_cov / np.sqrt(product) - cov / product**1.5 * d_product
         dk = (2.0 / np.pi) * d_ratio * np.sqrt(product / denominator)
         dkdot = -0.5 * kdot * (d_product - 8.0 * cov * d_cov) / denominator
-        return k, kdot, dk, dkdot
+        return dk, dkdot
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
@@ -331,8 +342,8 @@ class IdentityActivation(Activation):
         cov *= scale
         return cov, workspace[0]
 
-    def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        return cov.copy(), np.ones_like(cov), d_cov.copy(), np.zeros_like(d_cov)
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
+        return d_cov.copy(), np.zeros_like(d_cov)
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
@@ -396,12 +407,12 @@ class TrigonometricActivation(Activation):
         np.exp(down, out=down)
         return self._pair(up, down, scale, out=(cov if in_place else None, workspace[2]))
 
-    def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
         k, kdot = self.dual(rows, cols, cov)
         d_mean = 0.5 * (d_rows[:, :, None] + d_cols[:, None, :])
         dk = -d_mean * k[None] + kdot[None] * d_cov
         dkdot = -d_mean * kdot[None] + k[None] * d_cov
-        return k, kdot, dk, dkdot
+        return dk, dkdot
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
@@ -479,7 +490,7 @@ class GeluActivation(Activation):
         k, kdot, _ = self._terms(rows[0][:, None], cols[0][None, :], cov)
         return k, kdot
 
-    def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
         q11, q22 = rows[0][:, None], cols[0][None, :]
         k, kdot, parts = self._terms(q11, q22, cov)
         dk, dkdot = self._tangents(
@@ -487,7 +498,7 @@ class GeluActivation(Activation):
             d_rows[:, :, None], d_cols[:, None, :], d_cov,
             k, kdot, tuple(part[None] if np.ndim(part) else part for part in parts),
         )
-        return k, kdot, dk, dkdot
+        return dk, dkdot
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
@@ -701,7 +712,7 @@ class QuadratureActivation(Activation):
             kdot *= scale
         return k, kdot
 
-    def dual_jvp(self, rows, cols, cov, d_rows, d_cols, d_cov):
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
         (_, c_rows, inverse_rows), (_, c_cols, inverse_cols) = rows, cols
         rho = _correlation(cov, inverse_rows, inverse_cols)
 
@@ -719,7 +730,7 @@ class QuadratureActivation(Activation):
             + 0.5 * series(1, 3)[None] * d_cols[:, None, :]
             + series(2, 2)[None] * d_cov
         )
-        return k, kdot, dk, dkdot
+        return dk, dkdot
 
     def dual_diag(self, q):
         return self._moment(0, 0, q), self._moment(1, 1, q)

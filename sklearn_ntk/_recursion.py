@@ -46,8 +46,9 @@ from ._activations import get_activation
 #: either (``benchmarks/bench_scale.py --sections tiles``).
 TILE_SIZE = 320
 
-#: Side of the tiles when temporaries are allocated per tile (gelu's dual,
-#: and every dual's tangents with eval_gradient).  Larger tiles push them
+#: Side of the tiles when the activation's dual allocates its temporaries
+#: per tile (gelu's; the tile size never depends on eval_gradient, so that K
+#: is the same bit for bit with and without gradients).  Larger tiles push them
 #: past glibc's thresholds for handing memory back to the system, and every
 #: tile then faults it in again: gelu at n = 4000 ran 2.7x slower with
 #: 160-row tiles than with 128 (234k minor page faults instead of 600).
@@ -165,8 +166,7 @@ def _tile(
     the row points at layer l + 1 and ``d_rows_by_layer[l]`` the tangents of
     their variances, shape (2, n_rows).  ``workspace`` is flat scratch
     buffers of at least n_rows·n_cols entries, reused across tiles: two for
-    Σ and Θ, then (without eval_gradient) the activation's
-    :attr:`~Activation.workspace_size`.
+    Σ and Θ, then the activation's :attr:`~Activation.workspace_size`.
     """
     shape = (X_rows.shape[0], Y_cols.shape[0])
     scratch = [buffer[: shape[0] * shape[1]].reshape(shape) for buffer in workspace]
@@ -197,36 +197,32 @@ def _tile(
     for layer in range(1, depth):
         rows, cols = rows_by_layer[layer - 1], cols_by_layer[layer - 1]
         if eval_gradient:
-            k, kdot, dk, dkdot = activation.dual_jvp(
+            # Tangents first: dual() below overwrites the old Σ in place.
+            dk, dkdot = activation.dual_tangents(
                 rows, cols, nngp,
                 d_rows_by_layer[layer - 1], d_cols_by_layer[layer - 1], d_nngp,
             )
-        else:
-            # With a workspace, k comes back in nngp's own buffer (the new Σ
-            # replaces the old) and kdot in one of the workspace buffers.
-            k, kdot = activation.dual(rows, cols, nngp, scratch[2:] or None,
-                                      scale=weight_var)
-        # kdot becomes the slope Σ̇ and k the new Σ, both in place.
-        slope = kdot
+        # The values take the same path with and without eval_gradient, so K
+        # is the same bit for bit.  k = σ_w² E[σσ] comes back in nngp's own
+        # buffer (the new Σ replaces the old) and kdot = σ_w² E[σ'σ'] = Σ̇ in
+        # a workspace buffer.
+        k, slope = activation.dual(rows, cols, nngp, scratch[2:] or None,
+                                   scale=weight_var)
         if eval_gradient:
-            slope *= weight_var
-        if want_ntk and eval_gradient:
+            # d(σ_w² E) = σ_w² dE, plus 2 σ_w² E along log σ_w.
             d_slope = dkdot
             d_slope *= weight_var
             d_slope[1] += 2.0 * slope
-            d_ntk *= slope
-            d_ntk += ntk[None] * d_slope
-        if eval_gradient:
-            d_new = dk
-            d_new *= weight_var
-            d_new[0] += 2.0 * bias_var
-            d_new[1] += 2.0 * weight_var * k
-            d_nngp = d_new
+            d_nngp = dk
+            d_nngp *= weight_var
+            d_nngp[0] += 2.0 * bias_var
+            d_nngp[1] += 2.0 * k
             if want_ntk:
+                # Θ' = Θ Σ̇ + Σ', so dΘ' = dΘ Σ̇ + Θ dΣ̇ + dΣ' (Θ still the old one).
+                d_ntk *= slope
+                d_ntk += ntk[None] * d_slope
                 d_ntk += d_nngp
         nngp = k
-        if eval_gradient:
-            nngp *= weight_var
         nngp += bias_var
         if want_ntk:
             ntk *= slope
@@ -299,16 +295,16 @@ def kernel_matrices(
         releases the GIL in the tile arithmetic).
     tile_size : int, default=None
         Side of the square tiles; None means TILE_SIZE, or
-        ALLOCATING_TILE_SIZE with eval_gradient or an activation that does not
-        work in place.
+        ALLOCATING_TILE_SIZE for an activation that does not work in place.
 
     Returns
     -------
     kernels : Kernels
     """
     activation = get_activation(activation)
-    in_place = activation.workspace_size > 0 and not eval_gradient
+    in_place = activation.workspace_size > 0
     if tile_size is None:
+        # Not dependent on eval_gradient: the same tiles give the same K.
         tile_size = TILE_SIZE if in_place else ALLOCATING_TILE_SIZE
     symmetric = Y is None
     if symmetric:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from sklearn_ntk._activations import ACTIVATIONS, get_activation
-from sklearn_ntk._recursion import diagonal, kernel_matrices
+from sklearn_ntk._recursion import TILE_SIZE, diagonal, kernel_matrices
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "neural_tangents_reference.npz")
 KERNEL_KEYS = [key for key in REFERENCE.files if key.startswith(("ntk_xy", "nngp_xy"))]
@@ -201,3 +201,16 @@ def test_scaled_duplicates_and_antipodes_are_exact():
     # Relu with beta = 0 is positively homogeneous: Σ(x, 3x) = 3 Σ(x, x).
     np.testing.assert_allclose(result.nngp[0, 1], 3 * result.nngp[0, 0], rtol=1e-12)
     np.testing.assert_allclose(result.ntk[0, 1], 3 * result.ntk[0, 0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_values_are_bit_identical_with_and_without_gradients(activation):
+    # Several tiles and tasks (n > TILE_SIZE): the value arithmetic must not
+    # depend on eval_gradient anywhere, tile layout included.
+    X = np.random.default_rng(3).standard_normal((TILE_SIZE + 45, 4))
+    params = dict(depth=3, activation=activation, beta=0.2, weight_std=1.3,
+                  kernel="both", all_depths=True)
+    plain = kernel_matrices(X, **params)
+    with_gradient = kernel_matrices(X, eval_gradient=True, **params)
+    np.testing.assert_array_equal(with_gradient.nngp, plain.nngp)
+    np.testing.assert_array_equal(with_gradient.ntk, plain.ntk)
