@@ -1,7 +1,8 @@
 """Neural Tangent and NNGP kernels of infinitely wide networks for scikit-learn."""
 
 from ._kernels import NNGP, NTK
-from ._estimators import NNGPRegressor, NTKClassifier, NTKRegressor, SingularKernelWarning
+from ._estimators import NNGPRegressor, NTKClassifier, NTKRegressor
+from ._gradient_flow import SingularKernelWarning
 from ._random_features import NNGPSampler, NTKSampler
 
 __all__ = ["NTK", "NNGP"]

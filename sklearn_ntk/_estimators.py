@@ -1,31 +1,22 @@
 """Infinitely wide networks trained by gradient flow, as scikit-learn estimators.
 
-A network in the infinite-width limit trained by gradient flow on the squared
-loss C(f) = 1/(2N) Σᵢ ‖f(xᵢ) − yᵢ‖² follows kernel gradient descent with a
-constant kernel K: the NTK Θ when every layer is trained, the NNGP kernel 𝒦
-when only the readout is.  Averaged over random initialisations its output at
-time t is Gaussian with a closed-form mean and covariance (Lee et al. 2019,
-SPEC.md).  With K + αI = V diag(λ) Vᵀ and c = η t / N,
+The estimators validate their input, compute the training and cross kernels
+(through :mod:`sklearn_ntk._recursion`), hold one factorisation of the
+training kernel (:mod:`sklearn_ntk._gradient_flow`, where the mathematics of
+the posterior lives) and shape its answers as scikit-learn expects.
 
-    φ_c(λ) = (1 − e^{−cλ}) / λ          (= c at λ = 0)
-    mean   = K(x, X) V diag(φ_c(λ)) Vᵀ y
-
-so one symmetric eigendecomposition of the training kernel serves every
-output, every time t and both mean and covariance.  At t = ∞ the mean is
-kernel regression K(x, X) (K + αI)⁻¹ y, solved with a Cholesky factorisation.
-
-Everything that does not depend on t or on y — the training kernels and their
-decomposition — is computed by module-level functions that ``memory`` (a
-joblib.Memory) caches, so a search over t recomputes nothing else.
+Everything that depends neither on t nor on y — the training kernels and
+their eigendecomposition — comes from module-level functions that ``memory``
+(a joblib.Memory) caches, so a search over t recomputes nothing else.
 """
 
+import inspect
 import numbers
 import warnings
 
 import joblib
 import numpy as np
-from scipy import linalg
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
@@ -33,43 +24,10 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._kernels import NETWORK_PARAMETER_CONSTRAINTS, check_network_params
+from ._activations import get_activation
+from ._gradient_flow import EigenFactorization, factorize
+from ._kernels import NETWORK_PARAMETER_CONSTRAINTS
 from ._recursion import diagonal, kernel_matrices
-
-#: LAPACK driver of the symmetric eigendecomposition.  Measured with
-#: ``benchmarks/bench_estimators.py --only drivers`` on an NTK Gram matrix
-#: (OpenBLAS, one thread, medians of interleaved runs; n = 2000 / 4000):
-#: divide and conquer "evd" 2.1 s / 30 s, the same as numpy.linalg.eigh (the
-#: same LAPACK routine), "evr" (MRRR) 2.7 s / 26 s but with eigenvectors
-#: orthogonal only to 1e-10 instead of 5e-15, "ev" (QR) 12 s at n = 2000.
-#: "evd" is the fastest driver that keeps full accuracy.
-EIGH_DRIVER = "evd"
-
-
-class SingularKernelWarning(UserWarning):
-    """The training kernel K + alpha*I is singular to working precision.
-
-    Raised at ``t = inf`` when the Cholesky factorisation fails (duplicated
-    training points with ``alpha = 0``, say); the estimator then uses the
-    pseudo-inverse of K + alpha*I, i.e. the minimum-norm interpolant, which is
-    also the limit of the finite-t predictions as t → ∞.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> import numpy as np
-    >>> from sklearn_ntk import NTKRegressor, SingularKernelWarning
-    >>> X = np.array([[0.3, 1.0], [0.3, 1.0], [1.0, 0.0], [2.0, 1.0]])
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     model = NTKRegressor(alpha=0.0).fit(X, [1.0, 1.0, 2.0, 3.0])
-    ...     prediction = model.predict(X)
-    >>> [w.category.__name__ for w in caught]
-    ['SingularKernelWarning']
-    >>> prediction.round(6)
-    array([1., 1., 2., 3.])
-    """
-
 
 # ---------------------------------------------------------------------------
 # The t-independent work, cached by ``memory``.  These functions take only
@@ -93,87 +51,31 @@ def _training_kernels(X, depth, activation, beta, weight_std, kind, n_jobs=None)
     return kernels.nngp, None
 
 
-def _decompose(K, alpha, method):
-    """Factorise K + alpha*I, overwriting K; return a dict describing the factor.
-
-    ``method`` is "cholesky" (t = inf) or "eigh" (finite t).  A Cholesky
-    factorisation that fails falls back to the eigendecomposition, with a
-    :class:`SingularKernelWarning`.
-
-    K is symmetric, so its transpose is the same matrix in Fortran order:
-    LAPACK then works in place instead of on a copy.  The Cholesky factor
-    U (K + αI = UᵀU) fills one triangle of that view and leaves the other
-    intact, which is all the eigendecomposition fallback reads.
-    """
-    A = K.T
-    diagonal = A.diagonal().copy() + alpha
-    np.fill_diagonal(A, diagonal)
-    if method == "cholesky":
-        try:
-            factor, _ = linalg.cho_factor(
-                A, lower=False, overwrite_a=True, check_finite=False
-            )
-            return {"cholesky": factor}
-        except linalg.LinAlgError:
-            warnings.warn(
-                "The training kernel K + alpha*I is not positive definite to "
-                f"working precision (alpha={alpha!r}; duplicated training points?). "
-                "Using its pseudo-inverse, the minimum-norm solution, instead of "
-                "a Cholesky solve; increase alpha to regularise.",
-                SingularKernelWarning,
-                stacklevel=2,
-            )
-            np.fill_diagonal(A, diagonal)
-    eigenvalues, eigenvectors = linalg.eigh(
-        A, lower=True, driver=EIGH_DRIVER, overwrite_a=True, check_finite=False
-    )
-    # Rounding can push eigenvalues of a positive semi-definite matrix just
-    # below 0; the gradient flow does not move along those directions.
-    np.maximum(eigenvalues, 0.0, out=eigenvalues)
-    return {"eigenvalues": eigenvalues, "eigenvectors": eigenvectors}
-
-
-def _cached_eigendecomposition(
+def _cached_eigen_factorization(
     X, depth, activation, beta, weight_std, kind, alpha, n_jobs=None, memory=None,
 ):
     """Eigendecomposition of K + alpha*I, the kernel coming from ``memory``.
 
-    Only eigenvalues and eigenvectors are stored: the NNGP kernel needed for
-    the covariance stays in the kernel cache (writing it twice would cost
-    more disk time than most of the fit).
+    Only the factorisation is stored here: the NNGP kernel needed for the
+    covariance stays in the kernel cache (writing it twice would cost more
+    disk time than most of the fit).
     """
-    kernels = memory.cache(_training_kernels, ignore=["n_jobs"])
-    K, _ = kernels(X, depth, activation, beta, weight_std, kind, n_jobs)
-    return _decompose(K, alpha, "eigh")
+    K, _ = _cached(memory, _training_kernels)(
+        X, depth, activation, beta, weight_std, kind, n_jobs
+    )
+    return EigenFactorization.of(K, alpha)
 
 
-# ---------------------------------------------------------------------------
-# Spectral filters of kernel gradient descent.
+def _cached(memory, function):
+    """``function`` through ``memory`` (None: uncached).
 
-
-def _pseudo_inverse_cutoff(eigenvalues):
-    """Eigenvalues at or below this count as 0 in a pseudo-inverse (as pinvh)."""
-    largest = eigenvalues[-1] if eigenvalues.size else 0.0
-    return largest * eigenvalues.size * np.finfo(float).eps
-
-
-def _phi(eigenvalues, c):
-    """φ_c(λ) = (1 − e^{−cλ})/λ, with its limits c at λ = 0 and 1/λ at c = ∞.
-
-    ``-expm1(-cλ)`` keeps full relative accuracy when cλ is tiny, where
-    ``1 - exp(-cλ)`` would cancel.  At c = ∞ eigenvalues below the
-    pseudo-inverse cutoff are dropped (the flow never reaches them).
+    The arguments that say how to compute, not what, stay out of the key.
     """
-    if np.isinf(c):
-        phi = np.zeros_like(eigenvalues)
-        keep = eigenvalues > _pseudo_inverse_cutoff(eigenvalues)
-        phi[keep] = 1.0 / eigenvalues[keep]
-        return phi
-    phi = np.full_like(eigenvalues, c)
-    positive = eigenvalues > 0
-    lam = eigenvalues[positive]
-    phi[positive] = -np.expm1(-c * lam) / lam
-    return phi
+    if memory is None:
+        return function
+    arguments = inspect.signature(function).parameters
+    return memory.cache(function, ignore=[name for name in ("n_jobs", "memory")
+                                          if name in arguments])
 
 
 # ---------------------------------------------------------------------------
@@ -184,6 +86,13 @@ class _BaseGradientFlow(BaseEstimator):
     """Shared fit/predict machinery of the gradient-flow estimators.
 
     Subclasses set ``_kind``: "ntk" (all layers trained) or "nngp" (readout).
+
+    Fitted state: ``X_train_``, ``_targets`` (N, k), ``_fitted_t`` (the t of
+    the fit: predictions stay consistent with it even if ``t`` is changed
+    afterwards with set_params), ``_factorization`` (a
+    :class:`~sklearn_ntk._gradient_flow.Factorization` of K + αI),
+    ``_train_nngp`` (𝒦(X, X) from the same pass, or None when ``memory``
+    holds it) and ``_dual_coef`` (N, k).
     """
 
     _kind = None
@@ -221,55 +130,37 @@ class _BaseGradientFlow(BaseEstimator):
 
     # -- fitting -------------------------------------------------------------
 
-    def _network(self):
-        """(depth, activation, beta, weight_std) for the kernel computations.
-
-        The activation is resolved once, at fit: resolving a callable sets up
-        its quadrature, which every chunk of a prediction would otherwise
-        repeat.
-        """
-        return self._depth, self._activation, self._beta, self._weight_std
-
-    def _fit_targets(self, X, Y):
-        """Fit to the 2-D target matrix Y (n_samples, n_outputs)."""
-        self._depth, self._activation, self._beta, self._weight_std = (
-            check_network_params(
-                self.depth, self.activation, self.beta, self.weight_std
-            )
-        )
+    def _fit_targets(self, X, targets):
+        """Fit to the 2-D target matrix (n_samples, n_outputs); X is validated."""
+        # Resolved once: resolving a callable sets up its quadrature, which
+        # every chunk of a prediction would otherwise repeat.
+        self._activation = get_activation(self.activation)
         self.X_train_ = X
-        method = "cholesky" if np.isinf(self.t) else "eigh"
-        self._state = self._decomposition(method)
-        self._Y_train = Y
-        if method == "eigh":
-            # Vᵀy: projections of the targets on the eigenvectors, shared by
-            # every time of staged_predict.
-            V = self._state["eigenvectors"]
-            self._state["projected_targets"] = V.T @ Y
-        # The time of the fit: predict stays consistent with the fitted state
-        # even if t is changed afterwards with set_params.
+        self._targets = targets
         self._fitted_t = float(self.t)
-        c = self._time_scale(self._fitted_t)
-        self._coef = self._dual_coef(self._state, Y, [c])
+        self._factorization, self._train_nngp = self._factorize(
+            finite_time=np.isfinite(self._fitted_t)
+        )
+        time_scale = self._time_scale(self._fitted_t)
+        self._dual_coef = self._factorization.coefficients(targets, [time_scale])[0]
         return self
 
-    def _decomposition(self, method):
-        """The training decomposition for ``method``, through ``memory``."""
+    def _factorize(self, finite_time):
+        """(factorisation of K + αI, 𝒦(X, X) or None), through ``memory``."""
         memory = self._usable_memory()
         args = self._kernel_args()
         if memory is None:
-            K, nngp = _training_kernels(*args, n_jobs=self.n_jobs)
-            state = _decompose(K, float(self.alpha), method)
-            state["nngp"] = nngp  # from the same pass: keep it
-            return state
-        if method == "eigh":
-            cached = memory.cache(_cached_eigendecomposition, ignore=["n_jobs", "memory"])
-            return cached(*args, float(self.alpha), n_jobs=self.n_jobs, memory=memory)
+            K, train_nngp = _training_kernels(*args, n_jobs=self.n_jobs)
+            return factorize(K, float(self.alpha), finite_time), train_nngp
+        if finite_time:
+            cached = _cached(memory, _cached_eigen_factorization)
+            factorization = cached(*args, float(self.alpha), n_jobs=self.n_jobs,
+                                   memory=memory)
+            return factorization, None
         # The Cholesky factor is not stored: it costs about as much to compute
         # (N³/3 flops) as to write to and read back from disk.
-        kernels = memory.cache(_training_kernels, ignore=["n_jobs"])
-        K, _ = kernels(*args, n_jobs=self.n_jobs)  # a fresh copy: ours to overwrite
-        return _decompose(K, float(self.alpha), "cholesky")
+        K, _ = _cached(memory, _training_kernels)(*args, n_jobs=self.n_jobs)
+        return factorize(K, float(self.alpha), finite_time), None
 
     def _kernel_args(self):
         """Arguments of _training_kernels; with memory, also its cache key.
@@ -277,23 +168,19 @@ class _BaseGradientFlow(BaseEstimator):
         The key holds the activation parameter as given (a name or the user's
         function, which joblib hashes stably), not its resolved form.
         """
-        depth, _, beta, weight_std = self._network()
-        return (self.X_train_, depth, self.activation, beta, weight_std, self._kind)
+        return (self.X_train_, self.depth, self.activation, self.beta,
+                self.weight_std, self._kind)
 
-    def _train_nngp(self, state):
+    def _training_nngp(self):
         """𝒦(X_train, X_train), needed by the covariance when all layers train.
 
         With ``memory`` it is read back from the kernel cache when first
         needed (recomputed if the cache was cleared).
         """
-        if state.get("nngp") is not None:
-            return state["nngp"]
-        memory = self._usable_memory()
-        args = self._kernel_args()
-        if memory is None:
-            return _training_kernels(*args, n_jobs=self.n_jobs)[1]
-        kernels = memory.cache(_training_kernels, ignore=["n_jobs"])
-        return kernels(*args, n_jobs=self.n_jobs)[1]
+        if self._train_nngp is not None:
+            return self._train_nngp
+        kernels = _cached(self._usable_memory(), _training_kernels)
+        return kernels(*self._kernel_args(), n_jobs=self.n_jobs)[1]
 
     def _usable_memory(self):
         """The joblib.Memory to cache with, or None."""
@@ -318,69 +205,42 @@ class _BaseGradientFlow(BaseEstimator):
         """c = η t / N, the paper's time scale (neural-tangents: N · outputs)."""
         return self.learning_rate * float(t) / self.X_train_.shape[0]
 
-    @staticmethod
-    def _dual_coef(state, Y, cs):
-        """Coefficients a with mean(x) = K(x, X) a for every time scale in cs.
-
-        Returns shape (n_train, len(cs) * n_outputs), times side by side.
-        """
-        if "cholesky" in state:
-            coef = linalg.cho_solve((state["cholesky"], False), Y, check_finite=False)
-            return np.tile(coef, len(cs))
-        V = state["eigenvectors"]
-        projected = state.get("projected_targets")
-        if projected is None:
-            projected = V.T @ Y
-        filtered = [_phi(state["eigenvalues"], c)[:, None] * projected for c in cs]
-        # One product with V for all times: V is read from memory once.
-        return V @ np.hstack(filtered)
-
     # -- prediction ----------------------------------------------------------
 
-    def _validate_test(self, X):
-        check_is_fitted(self)
-        return validate_data(self, X, dtype=np.float64, reset=False)
+    def _network(self):
+        """Keyword arguments of the kernel computations."""
+        return dict(depth=self.depth, activation=self._activation, beta=self.beta,
+                    weight_std=self.weight_std)
 
-    def _cross_kernels(self, X, want_nngp):
-        """K(X, X_train) and, if asked (NTK mode), 𝒦(X, X_train)."""
-        depth, activation, beta, weight_std = self._network()
-        requested = self._kind if not want_nngp else "both"
-        kernels = kernel_matrices(
-            X, self.X_train_, depth=depth, activation=activation, beta=beta,
-            weight_std=weight_std, kernel=requested, n_jobs=self.n_jobs,
-        )
-        K = kernels.ntk if self._kind == "ntk" else kernels.nngp
-        return K, kernels.nngp
-
-    def _prior_variance(self, X):
-        """𝒦(x, x) for every row of X in O(n), without the test × test matrix."""
-        depth, activation, beta, weight_std = self._network()
-        return diagonal(
-            X, depth=depth, activation=activation, beta=beta, weight_std=weight_std
-        ).nngp[-1]
-
-    def _prior_covariance(self, X):
-        depth, activation, beta, weight_std = self._network()
-        return kernel_matrices(
-            X, depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            kernel="nngp", n_jobs=self.n_jobs,
-        ).nngp
-
-    def _posterior(self, X, cs, state, coefs, return_std, return_cov):
-        """Means (and variances or covariances) on X for each time scale in cs.
-
-        ``coefs`` holds the dual coefficients of every time side by side,
-        shape (n_train, len(cs) * n_outputs).  Returns arrays with a leading
-        time axis: means (T, n, k), variances (T, n) or covariances (T, n, n).
+    def _posterior(self, X, times, return_std=False, return_cov=False):
+        """Means (T, m, k), and variances (T, m) or covariances (T, m, m), on X.
 
         Test points are processed in chunks sized by scikit-learn's
         ``working_memory``; the test × test matrix is only built for
-        ``return_cov``.
+        ``return_cov``.  Every time shares the cross kernels.
         """
-        n_test, n_train = X.shape[0], self.X_train_.shape[0]
-        n_times = len(cs)
-        n_outputs = coefs.shape[1] // n_times
+        if return_std and return_cov:
+            raise RuntimeError(
+                "At most one of return_std or return_cov can be requested."
+            )
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        time_scales = [self._time_scale(t) for t in times]
+        factorization = self._factorization
+        if list(times) == [self._fitted_t]:
+            dual_coef = self._dual_coef[None]
+        else:
+            if not factorization.supports(time_scales):
+                factorization, _ = self._factorize(finite_time=True)
+            dual_coef = factorization.coefficients(self._targets, time_scales)
+        n_times, n_train, n_outputs = dual_coef.shape
+        # Times side by side: one product with each chunk's cross kernel.
+        dual_coef = dual_coef.transpose(1, 0, 2).reshape(n_train, n_times * n_outputs)
+
+        n_test = X.shape[0]
         means = np.empty((n_test, n_times * n_outputs))
+        spread = return_std or return_cov
+        all_layers = spread and self._kind == "ntk"
         if return_cov:
             # The covariance is n_test × n_test anyway: one chunk.
             batches = [slice(0, n_test)]
@@ -390,134 +250,55 @@ class _BaseGradientFlow(BaseEstimator):
             row_floats = n_train * (6 if return_std else 2) + n_times * n_outputs
             chunk = get_chunk_n_rows(row_bytes=8 * row_floats, max_n_rows=n_test)
             batches = gen_batches(n_test, chunk)
+        if all_layers:
+            prepared = factorization.prepare_all_layers(self._training_nngp(), n_times)
         variances = np.empty((n_times, n_test)) if return_std else None
         covariances = None
-        need_nngp = (return_std or return_cov) and self._kind == "ntk"
-        if need_nngp:
-            state = dict(state, nngp=self._train_nngp(state))
-        if need_nngp and n_times > 1 and "eigenvectors" in state:
-            # Several times: rotate 𝒦(X, X) into Θ's eigenbasis once (2 N³)
-            # to save one (n_test × N × N) product per time.
-            V = state["eigenvectors"]
-            state["rotated_nngp"] = V.T @ state["nngp"] @ V
         for rows in batches:
-            K, nngp = self._cross_kernels(X[rows], want_nngp=need_nngp)
-            means[rows] = K @ coefs
-            if not (return_std or return_cov):
+            kernels = kernel_matrices(
+                X[rows], self.X_train_, kernel="both" if all_layers else self._kind,
+                n_jobs=self.n_jobs, **self._network(),
+            )
+            cross = kernels.ntk if self._kind == "ntk" else kernels.nngp
+            means[rows] = cross @ dual_coef
+            if not spread:
                 continue
-            if return_cov:
-                prior = self._prior_covariance(X[rows])
+            if all_layers:
+                change = factorization.all_layers_spread(
+                    cross, kernels.nngp, prepared, time_scales, return_cov
+                )
             else:
-                prior = self._prior_variance(X[rows])
-            spread = self._spread(state, K, nngp, cs, return_cov)
+                change = factorization.readout_spread(cross, time_scales, return_cov)
             if return_cov:
-                covariances = prior[None] + spread
+                prior = kernel_matrices(X[rows], kernel="nngp", n_jobs=self.n_jobs,
+                                        **self._network()).nngp
+                covariances = prior[None] + change
             else:
-                variances[:, rows] = prior[None] + spread
+                # 𝒦(x, x) in O(m), without the test × test matrix.
+                prior = diagonal(X[rows], **self._network()).nngp[-1]
+                variances[:, rows] = prior[None] + change
         means = means.reshape(n_test, n_times, n_outputs).transpose(1, 0, 2)
         if return_std:
             # Rounding leaves tiny negative variances at training points.
             return means, np.sqrt(np.maximum(variances, 0.0))
         if return_cov:
-            covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-            return means, covariances
+            return means, 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
         return means, None
 
-    def _spread(self, state, K, nngp, cs, full):
-        """Covariance minus prior, per time: diagonals (T, n) or matrices (T, n, n).
+    def _shape(self, mean, spread=None):
+        """Drop the output axis for one-column targets, as GaussianProcessRegressor.
 
-        Readout only (K = 𝒦):  −𝒦(x,X) V diag((1 − e^{−2cλ})/λ) Vᵀ 𝒦(X,x')
-        All layers (K = Θ):      A 𝒦(X,X) Aᵀ − A 𝒦(X,x') − 𝒦(x,X) Aᵀ,
-                                 A = Θ(x,X) V diag(φ_c(λ)) Vᵀ.
+        Outputs are independent with the same kernel: the same spread for
+        each, in GaussianProcessRegressor's multi-target shapes.
         """
-        n = K.shape[0]
-        out = np.empty((len(cs), n, n) if full else (len(cs), n))
-        if self._kind == "nngp":
-            if "cholesky" in state:
-                # GP posterior: 𝒦(x,X)(𝒦 + αI)⁻¹𝒦(X,x') = WᵀW with W = U⁻ᵀ𝒦(X,x).
-                W = linalg.solve_triangular(
-                    state["cholesky"], K.T, trans="T", lower=False, check_finite=False
-                )
-                out[:] = -(W.T @ W) if full else -np.einsum("ij,ij->j", W, W)
-                return out
-            B = K @ state["eigenvectors"]
-            eigenvalues = state["eigenvalues"]
-            if not full:
-                # (1 − e^{−2cλ})/λ = φ_{2c}(λ): one matrix product for all times.
-                filters = np.stack([_phi(eigenvalues, 2.0 * c) for c in cs], axis=1)
-                return -((B * B) @ filters).T
-            for i, c in enumerate(cs):
-                out[i] = -((B * _phi(eigenvalues, 2.0 * c)) @ B.T)
-            return out
-        if "rotated_nngp" in state:
-            # A_t = P_t Vᵀ with P_t = Θ(x,X) V diag(φ_t); with M = Vᵀ𝒦(X,X)V and
-            # G = 𝒦(x,X) V: A𝒦Aᵀ = P M Pᵀ and A𝒦(X,x') = P Gᵀ.
-            V, M = state["eigenvectors"], state["rotated_nngp"]
-            projected, G = K @ V, nngp @ V
-            for i, c in enumerate(cs):
-                P = projected * _phi(state["eigenvalues"], c)
-                PM = P @ M
-                if full:
-                    cross = P @ G.T
-                    out[i] = PM @ P.T - cross - cross.T
-                else:
-                    PM -= 2.0 * G
-                    out[i] = np.einsum("ij,ij->i", PM, P)
-            return out
-        train_nngp = state["nngp"]
-        if "cholesky" in state:
-            # t = inf: A = Θ(x,X)(Θ + αI)⁻¹.
-            A = linalg.cho_solve((state["cholesky"], False), K.T, check_finite=False).T
-        else:
-            # Θ(x,X) V, shared by every time: A_t = (Θ(x,X) V) diag(φ_t) Vᵀ.
-            V = state["eigenvectors"]
-            projected = K @ V
-        for i, c in enumerate(cs):
-            if "cholesky" not in state:
-                A = (projected * _phi(state["eigenvalues"], c)) @ V.T
-            A_nngp = A @ train_nngp
-            if full:
-                cross = A @ nngp.T
-                out[i] = A_nngp @ A.T - cross - cross.T
-            else:
-                A_nngp -= 2.0 * nngp
-                out[i] = np.einsum("ij,ij->i", A_nngp, A)
-        return out
-
-    def _shape_prediction(self, mean, std_or_cov, return_std, return_cov):
-        """Drop the output axis for one-column targets, as GaussianProcessRegressor."""
-        n_outputs = self._Y_train.shape[1]
+        n_outputs = self._targets.shape[1]
         if n_outputs == 1:
             mean = mean[..., 0]
-        if not (return_std or return_cov):
+        if spread is None:
             return mean
         if n_outputs > 1:
-            # Outputs are independent with the same kernel: the same spread
-            # for each, in GaussianProcessRegressor's multi-target shapes.
-            std_or_cov = np.repeat(std_or_cov[..., None], n_outputs, axis=-1)
-        return mean, std_or_cov
-
-    def _predict_times(self, X, times, return_std=False, return_cov=False):
-        """Shared body of predict and staged_predict (times: 1-D, validated)."""
-        if return_std and return_cov:
-            raise RuntimeError(
-                "At most one of return_std or return_cov can be requested."
-            )
-        X = self._validate_test(X)
-        cs = [self._time_scale(t) for t in times]
-        if list(times) == [self._fitted_t]:
-            state, coefs = self._state, self._coef
-        else:
-            needs_eigh = any(np.isfinite(times)) or "cholesky" not in self._state
-            state = self._state
-            if needs_eigh and "eigenvalues" not in state:
-                state = self._decomposition("eigh")
-            if "eigenvalues" in state and "projected_targets" not in state:
-                projected = state["eigenvectors"].T @ self._Y_train
-                state = dict(state, projected_targets=projected)
-            coefs = self._dual_coef(state, self._Y_train, cs)
-        mean, spread = self._posterior(X, cs, state, coefs, return_std, return_cov)
-        return self._shape_prediction(mean, spread, return_std, return_cov)
+            spread = np.repeat(spread[..., None], n_outputs, axis=-1)
+        return mean, spread
 
     def _check_times(self, times):
         times = check_array(
@@ -586,6 +367,7 @@ def _doc(cls):
 class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
     """Regression: the mean, std and covariance of the trained ensemble."""
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the infinitely wide network by gradient flow for time ``t``.
 
@@ -601,14 +383,12 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         X, y = validate_data(
             self, X, y, multi_output=True, y_numeric=True, dtype=np.float64,
         )
         self.y_train_ = y
-        Y = y.reshape(y.shape[0], -1)
-        self._fit_targets(X, Y)
-        self.dual_coef_ = self._coef[:, 0] if y.ndim == 1 else self._coef
+        self._fit_targets(X, y.reshape(y.shape[0], -1))
+        self.dual_coef_ = self._shape(self._dual_coef)
         return self
 
     def predict(self, X, return_std=False, return_cov=False):
@@ -636,10 +416,10 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
             Only with ``return_cov``.
         """
         check_is_fitted(self)
-        result = self._predict_times(X, [self._fitted_t], return_std, return_cov)
-        if return_std or return_cov:
-            return result[0][0], result[1][0]
-        return result[0]
+        mean, spread = self._posterior(X, [self._fitted_t], return_std, return_cov)
+        if spread is None:
+            return self._shape(mean[0])
+        return self._shape(mean[0], spread[0])
 
     def staged_predict(self, X, times, return_std=False, return_cov=False):
         """Predictions at every training time in ``times``: the early-stopping path.
@@ -667,8 +447,9 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
             length n_times in front of :meth:`predict`'s shapes.
         """
         check_is_fitted(self)
-        times = self._check_times(times)
-        return self._predict_times(X, times, return_std, return_cov)
+        mean, spread = self._posterior(X, self._check_times(times), return_std,
+                                       return_cov)
+        return self._shape(mean, spread)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -825,6 +606,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
 
     _kind = "ntk"
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the network to the encoded class labels.
 
@@ -840,7 +622,6 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         self : object
             The fitted estimator.
         """
-        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self._label_binarizer = LabelBinarizer(neg_label=-1, pos_label=1)
@@ -852,7 +633,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
                 f"but the data contains only one class: {self.classes_[0]!r}."
             )
         self._fit_targets(X, Y)
-        self.dual_coef_ = self._coef[:, 0] if Y.shape[1] == 1 else self._coef
+        self.dual_coef_ = self._shape(self._dual_coef)
         return self
 
     def decision_function(self, X):
@@ -867,7 +648,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
         check_is_fitted(self)
-        return self._predict_times(X, [self._fitted_t])[0]
+        return self._shape(self._posterior(X, [self._fitted_t])[0][0])
 
     def staged_decision_function(self, X, times):
         """:meth:`decision_function` at every training time in ``times``.
@@ -884,7 +665,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
                 (n_times, n_samples, n_classes)
         """
         check_is_fitted(self)
-        return self._predict_times(X, self._check_times(times))
+        return self._shape(self._posterior(X, self._check_times(times))[0])
 
     def predict(self, X):
         """Class with the largest mean network output.
