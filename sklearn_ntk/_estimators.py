@@ -85,7 +85,9 @@ def _cached(memory, function):
 class _BaseGradientFlow(BaseEstimator):
     """Shared fit/predict machinery of the gradient-flow estimators.
 
-    Subclasses set ``_kind``: "ntk" (all layers trained) or "nngp" (readout).
+    Subclasses set ``_kind``: "ntk" (all layers trained) or "nngp" (readout),
+    and repeat ``__init__`` with their own signature, as scikit-learn's
+    estimators do, so that a wrong keyword names the public class.
 
     Fitted state: ``X_train_``, ``_targets`` (N, k), ``_fitted_t`` (the t of
     the fit: predictions stay consistent with it even if ``t`` is changed
@@ -103,7 +105,12 @@ class _BaseGradientFlow(BaseEstimator):
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "memory": [None, str, HasMethods(["cache"])],
-        "n_jobs": [None, numbers.Integral],
+        # joblib rejects 0 only inside the first parallel call.
+        "n_jobs": [
+            None,
+            Interval(numbers.Integral, None, -1, closed="right"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
     }
 
     def __init__(
@@ -286,18 +293,21 @@ class _BaseGradientFlow(BaseEstimator):
         return means, None
 
     def _shape(self, mean, spread=None):
-        """Drop the output axis for one-column targets, as GaussianProcessRegressor.
+        """Give results the output axis exactly when the targets had one.
 
-        Outputs are independent with the same kernel: the same spread for
-        each, in GaussianProcessRegressor's multi-target shapes.
+        1-D targets (and binary classification) drop it.  2-D targets keep
+        it even with one column, as KernelRidge does, so that predictions,
+        spreads and ``dual_coef_`` agree; GaussianProcessRegressor drops it
+        from its predictions but not from ``alpha_``.  Outputs are
+        independent with the same kernel: the same spread for each, in
+        GaussianProcessRegressor's multi-target shapes.
         """
-        n_outputs = self._targets.shape[1]
-        if n_outputs == 1:
+        if self._one_dimensional_output:
             mean = mean[..., 0]
         if spread is None:
             return mean
-        if n_outputs > 1:
-            spread = np.repeat(spread[..., None], n_outputs, axis=-1)
+        if not self._one_dimensional_output:
+            spread = np.repeat(spread[..., None], self._targets.shape[1], axis=-1)
         return mean, spread
 
     def _check_times(self, times):
@@ -354,7 +364,8 @@ _PARAMETERS_DOC = """
         kernel (it costs about as much as reading it back). A string is the
         path of the cache directory.
     n_jobs : int, default=None
-        Number of joblib workers (threads) computing kernel tiles.
+        Number of joblib workers (threads) computing kernel tiles: ``None``
+        means 1 and -1 all processors, as in joblib; 0 is an error.
 """
 
 
@@ -383,13 +394,44 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
         self : object
             The fitted estimator.
         """
-        X, y = validate_data(
-            self, X, y, multi_output=True, y_numeric=True, dtype=np.float64,
-        )
+        X, y = validate_data(self, X, y, multi_output=True, dtype=np.float64)
+        y = self._numeric_targets(y)
         self.y_train_ = y
+        self._one_dimensional_output = y.ndim == 1
         self._fit_targets(X, y.reshape(y.shape[0], -1))
         self.dual_coef_ = self._shape(self._dual_coef)
         return self
+
+    def _numeric_targets(self, y):
+        """y as float64; numeric strings are converted, as KernelRidge and Ridge do.
+
+        Done once here, so that every t (a Cholesky solve or a product with
+        eigenvectors) sees the same numbers or the same error.
+        """
+        try:
+            y = np.asarray(y, dtype=np.float64)
+        except (TypeError, ValueError):
+            for value in np.ravel(y):
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    break
+            if isinstance(value, bytes):
+                value, kind = value.decode(errors="replace"), "string"
+            elif isinstance(value, str):
+                # A plain str, not numpy's np.str_('a') repr.
+                value, kind = str(value), "string"
+            else:
+                kind = "value"
+            raise ValueError(
+                f"{type(self).__name__} needs numeric targets y (numbers or numeric "
+                f"strings) but could not convert {kind} to float: {value!r}. For "
+                "class labels use NTKClassifier."
+            ) from None
+        # Strings such as "nan" only become non-finite now.
+        return check_array(
+            y, ensure_2d=False, dtype=np.float64, input_name="y", estimator=self
+        )
 
     def predict(self, X, return_std=False, return_cov=False):
         """Mean prediction of the trained ensemble, and its std or covariance.
@@ -409,6 +451,8 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
         Returns
         -------
         y_mean : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            With 2-D training targets, 2-D even for one column (as
+            :class:`~sklearn.kernel_ridge.KernelRidge`).
         y_std : ndarray of shape (n_samples,) or (n_samples, n_targets)
             Only with ``return_std``.
         y_cov : ndarray of shape (n_samples, n_samples) or \
@@ -515,6 +559,24 @@ class NTKRegressor(_BaseRegressor):
 
     _kind = "ntk"
 
+    def __init__(
+        self,
+        depth=3,
+        activation="relu",
+        beta=0.1,
+        weight_std=1.0,
+        t=np.inf,
+        learning_rate=1.0,
+        alpha=1e-10,
+        memory=None,
+        n_jobs=None,
+    ):
+        super().__init__(
+            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
+            t=t, learning_rate=learning_rate, alpha=alpha, memory=memory,
+            n_jobs=n_jobs,
+        )
+
 
 @_doc
 class NNGPRegressor(_BaseRegressor):
@@ -563,6 +625,24 @@ class NNGPRegressor(_BaseRegressor):
 
     _kind = "nngp"
 
+    def __init__(
+        self,
+        depth=3,
+        activation="relu",
+        beta=0.1,
+        weight_std=1.0,
+        t=np.inf,
+        learning_rate=1.0,
+        alpha=1e-10,
+        memory=None,
+        n_jobs=None,
+    ):
+        super().__init__(
+            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
+            t=t, learning_rate=learning_rate, alpha=alpha, memory=memory,
+            n_jobs=n_jobs,
+        )
+
 
 @_doc
 class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
@@ -606,6 +686,24 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
 
     _kind = "ntk"
 
+    def __init__(
+        self,
+        depth=3,
+        activation="relu",
+        beta=0.1,
+        weight_std=1.0,
+        t=np.inf,
+        learning_rate=1.0,
+        alpha=1e-10,
+        memory=None,
+        n_jobs=None,
+    ):
+        super().__init__(
+            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
+            t=t, learning_rate=learning_rate, alpha=alpha, memory=memory,
+            n_jobs=n_jobs,
+        )
+
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
         """Fit the network to the encoded class labels.
@@ -632,6 +730,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
                 "NTKClassifier needs samples of at least 2 classes in the data, "
                 f"but the data contains only one class: {self.classes_[0]!r}."
             )
+        self._one_dimensional_output = Y.shape[1] == 1
         self._fit_targets(X, Y)
         self.dual_coef_ = self._shape(self._dual_coef)
         return self

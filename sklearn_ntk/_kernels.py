@@ -30,6 +30,21 @@ NETWORK_PARAMETER_CONSTRAINTS = {
 }
 
 
+def check_n_jobs(n_jobs):
+    """Validate ``n_jobs`` as joblib reads it: None, >= 1, or <= -1 (all but -1 - n)."""
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral):
+        raise TypeError(f"n_jobs must be None or a nonzero integer, got {n_jobs!r}.")
+    if n_jobs == 0:
+        # joblib would only reject it deep inside the first parallel call.
+        raise ValueError(
+            "n_jobs must be None or a nonzero integer (a positive number of "
+            "workers, or -1 for all processors), got 0."
+        )
+    return int(n_jobs)
+
+
 def check_network_params(depth, activation, beta, weight_std):
     """Validate the network hyperparameters shared by kernels and estimators.
 
@@ -48,7 +63,28 @@ def check_network_params(depth, activation, beta, weight_std):
 
 
 class _InfiniteWidthKernel(Kernel):
-    """Shared implementation of :class:`NTK` and :class:`NNGP`."""
+    """Shared implementation of :class:`NTK` and :class:`NNGP`.
+
+    The public kernels repeat this ``__init__`` with their own signature, so
+    that errors about parameters name them, not this class.
+
+    Why the default bounds are narrow: GaussianProcessRegressor's L-BFGS-B
+    takes a first step of the full gradient, which on data whose scale does
+    not match the kernel's lands on a corner of the box; if K + noise is not
+    positive definite there, the log marginal likelihood is -inf with a zero
+    gradient and the optimiser stops where it started, without a warning.
+    So every corner must give a usable kernel.  weight_std in [0.1, 10]
+    brackets the critical values (sqrt(2) for relu, about 1 for erf); as the
+    kernel scales like weight_std^(2 depth), this spans 1e-6 to 1e6 at
+    depth 3, ConstantKernel's range, and stays representable at depth 10.
+    beta in [0.01, 10]: at the corner (beta=10, weight_std=0.1) the bias
+    dominates and rounding erases most of the inputs' contribution; beta^2 <=
+    100 keeps that near-constant matrix within 1e7 of WhiteKernel's smallest
+    noise level 1e-5, so the Cholesky factorisation still succeeds (with
+    beta <= 100 it failed on the diabetes data at depth 6).  Below 0.01 the
+    bias adds under 1e-4 to the variance of a standardised input; beta=0
+    removes it exactly.
+    """
 
     _kind = None
 
@@ -58,8 +94,8 @@ class _InfiniteWidthKernel(Kernel):
         activation="relu",
         beta=0.1,
         weight_std=1.0,
-        beta_bounds=(1e-5, 1e5),
-        weight_std_bounds=(1e-5, 1e5),
+        beta_bounds=(1e-2, 1e1),
+        weight_std_bounds=(1e-1, 1e1),
         n_jobs=None,
     ):
         self.depth = depth
@@ -85,6 +121,7 @@ class _InfiniteWidthKernel(Kernel):
         depth, activation, beta, weight_std = check_network_params(
             self.depth, self.activation, self.beta, self.weight_std
         )
+        check_n_jobs(self.n_jobs)
         X = check_array(X, dtype=np.float64, input_name="X")
         if Y is not None:
             Y = check_array(Y, dtype=np.float64, input_name="Y")
@@ -186,23 +223,62 @@ class NTK(_InfiniteWidthKernel):
         hyperparameter is fixed (log-scale optimisation cannot leave 0).
     weight_std : float, default=1.0
         Standard deviation multiplier of the weights (σ_w > 0).
-    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
-        Bounds on beta for hyperparameter optimisation.
-    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
-        Bounds on weight_std. The kernel grows like weight_std^(2·depth), so
-        a first optimiser step towards these wide bounds can overflow; for
-        GaussianProcessRegressor's optimiser, bounds such as (0.1, 10) are
-        safer.
+    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
+        Bounds on beta for hyperparameter optimisation. Below 0.01 a bias
+        adds less than 1e-4 to the variance of a standardised input; up to
+        10 the kernel stays positive definite with any noise level of
+        WhiteKernel's default bounds, also where the bias dominates.
+    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
+        Bounds on weight_std. The kernel scales like weight_std^(2·depth)
+        (exactly so for relu-like activations with beta = 0), so these
+        bounds span kernel amplitudes from 1e-6 to 1e6 at depth 3 and keep
+        the kernel representable at every depth up to 10 at least.
     n_jobs : int, default=None
         Number of joblib workers (threads) over the tiles of the Gram
         matrix; any joblib backend set with ``joblib.parallel_config``
-        applies.
+        applies. ``None`` means 1, ``-1`` all processors; 0 is an error.
+
+    See Also
+    --------
+    NNGP : The prior covariance of the same network.
 
     Notes
     -----
     The hyperparameter vector ``theta`` is ``[log(beta), log(weight_std)]``
     (fixed entries removed), and ``K_gradient[..., i]`` is the exact
     derivative with respect to ``theta[i]``.
+
+    **Gaussian-process regression.** The kernel is the covariance of a
+    network output with mean 0: the bias (β² ≤ 100 by default) has to
+    account for the targets' mean and weight_std for their scale.
+    Standardise the inputs, and pass ``normalize_y=True`` to
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor` unless the
+    targets' mean and standard deviation are at most about 10 in absolute
+    value (the optimiser then ends at a bound with a ConvergenceWarning).
+    The default bounds keep K + noise positive definite on every corner of
+    the search box, where L-BFGS-B takes its first step.
+
+    **Redundant hyperparameters.** For positively homogeneous activations,
+    σ(a·u) = a·σ(u) for a > 0 ("relu", "leaky_relu", "abs", "identity"),
+    both kernels satisfy, for every c > 0 and every depth,
+
+        c · K(x, x'; β, σ_w) = K(√c·x, √c·x'; √c·β, σ_w),
+
+    so a ConstantKernel factor only rescales the inputs. With ``beta=0``
+    it is exactly a change of weight_std, c · K(σ_w) = K(c^(1/(2L))·σ_w);
+    at depth 1 (any activation) c · K(β, σ_w) = K(√c·β, √c·σ_w), and for
+    "identity" (a linear network at every depth) it is redundant for every
+    β. For relu-like activations leave ConstantKernel out: weight_std sets
+    the scale, and the extra input scale drives the product to a bound of
+    its search. For "erf", "tanh", "sigmoid", "sin", "cos", "gelu",
+    "softplus" or a callable, weight_std also sets how far pre-activations
+    reach into the nonlinearity, so a ConstantKernel factor is a separate
+    amplitude and not redundant.
+
+    The Hermite expansion of "tanh", "sigmoid", "softplus" and callables
+    raises an error for pre-activation variances above a few tens (about
+    30 for tanh); narrow both bounds before optimising them (for tanh on
+    standardised inputs, (0.01, 2) works).
 
     Examples
     --------
@@ -216,12 +292,28 @@ class NTK(_InfiniteWidthKernel):
            [0.143077, 0.2825  ]])
     >>> kernel.diag(X)
     array([0.2825, 0.2825])
-    >>> gpr = GaussianProcessRegressor(kernel=kernel).fit(X, [0.0, 1.0])
-    >>> gpr.predict(X).round(6)
+    >>> gpr = GaussianProcessRegressor(kernel=kernel, optimizer=None)
+    >>> gpr.fit(X, [0.0, 1.0]).predict(X).round(6)
     array([0., 1.])
     """
 
     _kind = "ntk"
+
+    def __init__(
+        self,
+        depth=3,
+        activation="relu",
+        beta=0.1,
+        weight_std=1.0,
+        beta_bounds=(1e-2, 1e1),
+        weight_std_bounds=(1e-1, 1e1),
+        n_jobs=None,
+    ):
+        super().__init__(
+            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
+            beta_bounds=beta_bounds, weight_std_bounds=weight_std_bounds,
+            n_jobs=n_jobs,
+        )
 
 
 class NNGP(_InfiniteWidthKernel):
@@ -245,21 +337,35 @@ class NNGP(_InfiniteWidthKernel):
         hyperparameter is fixed.
     weight_std : float, default=1.0
         Standard deviation multiplier of the weights (σ_w > 0).
-    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
-        Bounds on beta for hyperparameter optimisation.
-    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-5, 1e5)
-        Bounds on weight_std; as for :class:`NTK`, narrower bounds such as
-        (0.1, 10) suit GaussianProcessRegressor's optimiser.
+    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
+        Bounds on beta for hyperparameter optimisation; as for :class:`NTK`.
+    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
+        Bounds on weight_std; as for :class:`NTK`.
     n_jobs : int, default=None
-        Number of joblib workers (threads) over the tiles of the Gram matrix.
+        Number of joblib workers (threads) over the tiles of the Gram
+        matrix. ``None`` means 1, ``-1`` all processors; 0 is an error.
+
+    See Also
+    --------
+    NTK : The kernel of the same network trained in all its layers.
 
     Notes
     -----
     ``theta`` is ``[log(beta), log(weight_std)]`` (fixed entries removed).
 
+    As the prior of a Gaussian process, use it without a ConstantKernel
+    factor for relu-like activations (one is redundant with weight_std and
+    the inputs' scale) and with ``normalize_y=True`` unless the targets'
+    mean and standard deviation are at most about 10: see the Notes of
+    :class:`NTK`. For erf, tanh, sin and other non-homogeneous activations
+    a ConstantKernel factor is a separate amplitude (with erf and depth
+    >= 2 the NNGP kernel never exceeds weight_std² + beta²).
+
     Examples
     --------
     >>> import numpy as np
+    >>> from sklearn.gaussian_process import GaussianProcessRegressor
+    >>> from sklearn.gaussian_process.kernels import WhiteKernel
     >>> from sklearn.svm import SVR
     >>> from sklearn_ntk import NNGP
     >>> X = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
@@ -268,6 +374,28 @@ class NNGP(_InfiniteWidthKernel):
            [0.065454, 0.08125 ]])
     >>> SVR(kernel=NNGP(depth=2)).fit(X, [0.0, 1.0]).predict(X).shape
     (2,)
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((50, 3))
+    >>> y = 20.0 + 5.0 * np.sin(X[:, 0]) + 0.5 * rng.standard_normal(50)
+    >>> gpr = GaussianProcessRegressor(NNGP() + WhiteKernel(), normalize_y=True)
+    >>> bool(gpr.fit(X, y).score(X, y) > 0.9)
+    True
     """
 
     _kind = "nngp"
+
+    def __init__(
+        self,
+        depth=3,
+        activation="relu",
+        beta=0.1,
+        weight_std=1.0,
+        beta_bounds=(1e-2, 1e1),
+        weight_std_bounds=(1e-1, 1e1),
+        n_jobs=None,
+    ):
+        super().__init__(
+            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
+            beta_bounds=beta_bounds, weight_std_bounds=weight_std_bounds,
+            n_jobs=n_jobs,
+        )

@@ -185,10 +185,10 @@ def test_multi_output_equals_columnwise(problem, Estimator, t):
         assert_allclose(std[:, k], column_std, rtol=1e-10)
         assert_allclose(cov[..., k], column.predict(X_test, return_cov=True)[1])
     assert_allclose(staged[1], mean)
-    # A one-column 2-D target gives GaussianProcessRegressor's shapes.
+    # A one-column 2-D target keeps its column, as in KernelRidge.
     one = Estimator(t=t).fit(X, Y[:, :1])
-    assert one.predict(X_test).shape == (len(X_test),)
-    assert one.predict(X_test, return_std=True)[1].shape == (len(X_test),)
+    assert one.predict(X_test).shape == (len(X_test), 1)
+    assert one.predict(X_test, return_std=True)[1].shape == (len(X_test), 1)
 
 
 @pytest.mark.parametrize("Estimator", REGRESSORS)
@@ -435,3 +435,94 @@ def test_classifier_rejects_continuous_targets(problem):
     X, y, _ = problem
     with pytest.raises(ValueError, match="Unknown label type"):
         NTKClassifier().fit(X, y)
+
+
+# -- targets and parameters that used to fail late ------------------------------
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+def test_string_targets_behave_the_same_at_every_time(problem, Estimator):
+    # As KernelRidge and Ridge: numeric strings are converted to numbers,
+    # other strings are rejected at fit, the same way for every t.
+    from sklearn.kernel_ridge import KernelRidge
+
+    X, y, X_test = problem
+    numeric = y.astype(str)
+    reference = KernelRidge(kernel=NTK(depth=2), alpha=1e-3)
+    assert_allclose(reference.fit(X, numeric).predict(X_test),
+                    reference.fit(X, y).predict(X_test))
+    words = np.where(y > 0, "up", "down")
+    with pytest.raises(ValueError, match="could not convert string to float"):
+        clone(reference).fit(X, words)
+    messages = set()
+    for t in [np.inf, 10.0, 0.0]:
+        est = Estimator(t=t)
+        assert_array_equal(est.fit(X, numeric).predict(X_test),
+                           clone(est).fit(X, y).predict(X_test))
+        assert est.y_train_.dtype == np.float64
+        with pytest.raises(ValueError, match="numeric targets") as error:
+            clone(est).fit(X, words)
+        messages.add(str(error.value))
+    assert messages == {
+        f"{Estimator.__name__} needs numeric targets y (numbers or numeric strings) "
+        "but could not convert string to float: 'up'. For class labels use "
+        "NTKClassifier."
+    }
+    with pytest.raises(ValueError, match="Input y contains NaN"):
+        Estimator().fit(X, np.where(y > 0, "nan", "1.0"))
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS + [NTKClassifier])
+def test_n_jobs_zero_is_rejected_before_joblib(problem, Estimator):
+    X, y, _ = problem
+    with pytest.raises(InvalidParameterError, match="'n_jobs' parameter"):
+        Estimator(n_jobs=0).fit(X, y > 0)
+    Estimator(n_jobs=-1).fit(X, y > 0)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS + [NTKClassifier])
+def test_unknown_keyword_names_the_public_class(Estimator):
+    # The error scikit-learn's own estimators give, e.g.
+    # "KernelRidge.__init__() got an unexpected keyword argument 'bogus'".
+    with pytest.raises(TypeError, match=rf"^{Estimator.__name__}\.__init__\(\)"):
+        Estimator(bogus=1)
+
+
+@pytest.mark.parametrize("Estimator", REGRESSORS)
+@pytest.mark.parametrize("t", [np.inf, 4.0])
+def test_one_column_targets_keep_their_column(problem, Estimator, t):
+    # KernelRidge keeps y's column in predict and dual_coef_; the spread takes
+    # GaussianProcessRegressor's multi-target shapes, (n, k) and (n, n, k).
+    from sklearn.kernel_ridge import KernelRidge
+
+    X, y, X_test = problem
+    n_test = len(X_test)
+    Y = y[:, None]
+    kernel = NTK(depth=2) if Estimator is NTKRegressor else NNGP(depth=2)
+    ridge = KernelRidge(kernel=kernel, alpha=1e-3).fit(X, Y)
+    reg = Estimator(depth=2, t=t, alpha=1e-3).fit(X, Y)
+    assert reg.predict(X_test).shape == ridge.predict(X_test).shape == (n_test, 1)
+    assert reg.dual_coef_.shape == ridge.dual_coef_.shape == (len(X), 1)
+    gpr = GaussianProcessRegressor(kernel=NNGP(depth=2), optimizer=None)
+    gpr.fit(X, np.column_stack([y, y]))
+    k = 1  # GaussianProcessRegressor's shapes with k targets, here one
+    mean, std = reg.predict(X_test, return_std=True)
+    assert std.shape == gpr.predict(X_test, return_std=True)[1].shape[:1] + (k,)
+    _, cov = reg.predict(X_test, return_cov=True)
+    assert cov.shape == gpr.predict(X_test, return_cov=True)[1].shape[:2] + (k,)
+    staged, staged_std = reg.staged_predict(X_test, [1.0, t], return_std=True)
+    assert staged.shape == staged_std.shape == (2, n_test, 1)
+    assert reg.staged_predict(X_test, [1.0, t], return_cov=True)[1].shape == (
+        2, n_test, n_test, 1)
+    # The same numbers as with 1-D targets.
+    flat = Estimator(depth=2, t=t, alpha=1e-3).fit(X, y)
+    flat_mean, flat_std = flat.predict(X_test, return_std=True)
+    assert_array_equal(mean[:, 0], flat_mean)
+    assert_array_equal(std[:, 0], flat_std)
+    assert_array_equal(reg.dual_coef_[:, 0], flat.dual_coef_)
+    if np.isinf(t):
+        # Two solves of K + alpha*I: they agree to its condition number times
+        # n eps, relative to the largest prediction.
+        train = kernel(X) + 1e-3 * np.eye(len(X))
+        tolerance = np.linalg.cond(train) * len(X) * np.finfo(float).eps
+        assert relative_error(mean, ridge.predict(X_test)) <= tolerance

@@ -66,7 +66,7 @@ def test_hyperparameters_are_beta_then_weight_std_in_log_space(kernel_class):
     kernel = kernel_class(beta=0.5, weight_std=2.0)
     assert [h.name for h in kernel.hyperparameters] == ["beta", "weight_std"]
     np.testing.assert_allclose(kernel.theta, np.log([0.5, 2.0]))
-    np.testing.assert_allclose(kernel.bounds, np.log([[1e-5, 1e5], [1e-5, 1e5]]))
+    np.testing.assert_allclose(kernel.bounds, np.log([[1e-2, 1e1], [1e-1, 1e1]]))
     updated = kernel.clone_with_theta(np.log([0.2, 3.0]))
     assert updated.beta == pytest.approx(0.2) and updated.weight_std == pytest.approx(3.0)
 
@@ -203,3 +203,25 @@ def test_bad_inputs_raise_errors_naming_the_problem(kernel_class, X):
         kernel(X, X, eval_gradient=True)
     with pytest.raises(ValueError, match="Expected 2D array"):
         kernel(X[0])
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_n_jobs_is_validated_before_joblib(kernel_class, X):
+    for n_jobs, error in [(0, ValueError), (1.5, TypeError), (True, TypeError)]:
+        kernel = kernel_class(n_jobs=n_jobs)
+        with pytest.raises(error, match="n_jobs must be None or a nonzero integer"):
+            kernel(X)
+        with pytest.raises(error, match="n_jobs must be None or a nonzero integer"):
+            kernel.diag(X)
+    np.testing.assert_array_equal(kernel_class(n_jobs=-1)(X), kernel_class()(X))
+
+
+@pytest.mark.parametrize("kernel_class", KERNELS)
+def test_unknown_keyword_names_the_public_class(kernel_class):
+    with pytest.raises(TypeError, match=rf"^{kernel_class.__name__}\.__init__\(\)"):
+        kernel_class(bogus=1)
+    # get_params (and so clone) reads the public class's own signature.
+    assert set(kernel_class().get_params()) == {
+        "depth", "activation", "beta", "weight_std", "beta_bounds",
+        "weight_std_bounds", "n_jobs",
+    }
