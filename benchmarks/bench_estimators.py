@@ -6,24 +6,31 @@
     python benchmarks/bench_estimators.py --sizes 1000 2000 --repeats 3
 
 Times are medians over ``--repeats`` runs (the machines are shared: medians,
-not means).  Results are printed as Markdown tables.
+not means).  Results are printed as Markdown tables, under a header that gives
+the CPU, its SIMD level, BLAS and versions (``_environment.py``); every table's
+title repeats the CPU and SIMD level.
 """
 
 import argparse
-import platform
+import os
 import shutil
+import sys
 import tempfile
 import time
 
 import numpy as np
-import scipy
 import scipy.linalg
-import sklearn
 from sklearn.datasets import make_friedman1
 from sklearn.model_selection import GridSearchCV, KFold
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 from sklearn_ntk import NTK, NTKRegressor
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _environment  # noqa: E402
+
+# "CPU, SIMD level", set in main() and printed in every table's title.
+MACHINE = _environment.cpu_model()
 
 
 def median_time(function, repeats, setup=None):
@@ -65,7 +72,8 @@ def bench_drivers(sizes, repeats, threads):
     eigen-residual max|KV − VΛ|/λmax and the loss of orthogonality max|VᵀV − I|.
     """
     print(f"\n### LAPACK drivers ({threads} BLAS thread(s)), seconds, "
-          f"median of {repeats} interleaved runs [residual, orthogonality]\n")
+          f"median of {repeats} interleaved runs [residual, orthogonality]; "
+          f"{MACHINE}\n")
     print("| n | " + " | ".join(DRIVERS) + " |")
     print("|---|" + "---|" * len(DRIVERS))
     for n in sizes:
@@ -100,7 +108,9 @@ def bench_drivers(sizes, repeats, threads):
 
 
 def bench_fit_predict(sizes, repeats, n_test):
-    print(f"\n### fit + predict ({n_test} test points, depth 3, relu), seconds, median of {repeats}\n")
+    print(f"\n### fit + predict ({n_test} test points, depth 3, relu), seconds, "
+          f"median of {repeats}; "
+          f"{MACHINE}\n")
     print("| n_train | t = inf: fit | predict | predict(return_std) "
           "| t = 10: fit | predict | predict(return_std) |")
     print("|---|---|---|---|---|---|---|")
@@ -119,7 +129,8 @@ def bench_fit_predict(sizes, repeats, n_test):
 
 def bench_grid_search(repeats, n=1500):
     print(f"\n### GridSearchCV, 2 depths × 5 times × 3 folds on {n} samples "
-          f"(refit=False, 1 BLAS thread), seconds, median of {repeats}\n")
+          f"(refit=False, 1 BLAS thread), seconds, median of {repeats}; "
+          f"{MACHINE}\n")
     X, y = data(n)
     grid = {"depth": [2, 4], "t": [1.0, 10.0, 100.0, 1000.0, np.inf]}
     cv = KFold(3, shuffle=True, random_state=0)
@@ -147,7 +158,8 @@ def bench_grid_search(repeats, n=1500):
 
 def bench_staged(repeats, n=2000, n_test=2000, n_times=20):
     print(f"\n### staged_predict over {n_times} times vs one finite-t predict "
-          f"({n} train, {n_test} test), seconds, median of {repeats}\n")
+          f"({n} train, {n_test} test), seconds, median of {repeats}; "
+          f"{MACHINE}\n")
     X, y = data(n + n_test)
     reg = NTKRegressor(t=10.0).fit(X[:n], y[:n])
     times = np.geomspace(0.1, 1e4, n_times)
@@ -179,11 +191,9 @@ def main():
         # The machines are shared: one BLAS thread gives reproducible figures
         # (threaded OpenBLAS on oversubscribed cores is several times slower).
         threadpool_limits(limits=args.blas_threads, user_api="blas")
-    blas = [f"{i['internal_api']} {i.get('version')} ({i['num_threads']} threads)"
-            for i in threadpool_info() if i["user_api"] == "blas"]
-    print(f"python {platform.python_version()}, numpy {np.__version__}, scipy "
-          f"{scipy.__version__}, scikit-learn {sklearn.__version__}; {', '.join(blas)}; "
-          f"{platform.machine()}")
+    global MACHINE
+    environment = _environment.print_header()
+    MACHINE = _environment.short(environment)
     if "drivers" in sections:
         for threads in args.threads:
             bench_drivers(args.sizes, args.repeats, threads)

@@ -75,6 +75,7 @@ import sklearn_ntk
 from sklearn_ntk import NNGP, NTK
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _environment  # noqa: E402
 import _uci  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,7 +238,10 @@ def render(record):
     choice_rows = [[row["dataset"]] + ["; ".join(row["results"][m]["choices"])
                                        for m in labels] for row in rows]
     meta = record["meta"]
-    intro = (f"Run {meta['date']} on {meta['machine']} ({meta['cpus']} CPUs; "
+    machine = meta["machine"]
+    if "environment" in meta:  # CPU and SIMD level (results from before lack them)
+        machine = f"{_environment.short(meta['environment'])}, {machine}"
+    intro = (f"Run {meta['date']} on {machine} ({meta['cpus']} CPUs; "
              f"{meta['note']}); command `{meta['command']}`; sklearn_ntk "
              f"{meta['sklearn_ntk']}, scikit-learn {meta['sklearn']}. Test R² is the "
              "mean ± std over an outer shuffled 5-fold cross-validation (seed 0); the "
@@ -272,6 +276,7 @@ def main(argv=None):
         record = json.loads(args.from_json.read_text())
         stem = args.output or args.from_json.with_suffix("")
     else:
+        environment = _environment.print_header()
         start = time.perf_counter()
         rows = run(args.quick)
         command = "python benchmarks/bench_regression.py" + "".join(
@@ -283,6 +288,7 @@ def main(argv=None):
             "wall_seconds": time.perf_counter() - start,
             "sklearn_ntk": sklearn_ntk.__version__,
             "sklearn": __import__("sklearn").__version__,
+            "environment": environment,
         }, "datasets": rows}
         stem = args.output or RESULTS / (
             "regression_table_quick" if args.quick else "regression_table")

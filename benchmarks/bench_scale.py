@@ -38,6 +38,9 @@ How to run (from the repository root, package installed)::
     python benchmarks/bench_scale.py --sections scaling --exact-max 8000
 
 The machine is shared and noisy: times are medians of ``--repeats`` runs.
+The header gives the CPU, its SIMD level, BLAS and versions
+(``_environment.py``), every section's title repeats the CPU and SIMD level,
+and ``--json`` stores them under ``"environment"``.
 """
 
 import argparse
@@ -51,6 +54,8 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import _environment  # noqa: E402
 
 
 def _peak_rss_bytes():
@@ -320,10 +325,10 @@ def main():
     if args.memory_child:
         _memory_child(args.memory_child)
         return
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()}")
-    everything = {}
+    environment = _environment.print_header()
+    everything = {"environment": environment}
     for name in args.sections:
-        print(f"[{name}]", flush=True)
+        print(f"[{name}] on {_environment.short(environment)}", flush=True)
         everything[name] = globals()[f"section_{name}"](args)
     if args.json:
         with open(args.json, "w") as handle:

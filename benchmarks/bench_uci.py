@@ -86,6 +86,7 @@ import sklearn_ntk
 from sklearn_ntk._recursion import kernel_matrices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _environment  # noqa: E402
 import _uci  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -335,6 +336,8 @@ def render(record):
         f"Software: sklearn_ntk {meta['sklearn_ntk']}, scikit-learn "
         f"{meta['sklearn']}, numpy {meta['numpy']}.",
     ]
+    if "environment" in meta:  # results from before lack it
+        intro.append(f"CPU: {_environment.short(meta['environment'])}.")
     if meta.get("skipped"):
         intro.append("Skipped (not available): " + ", ".join(meta["skipped"]) + ".")
     paragraphs = [
@@ -457,6 +460,8 @@ def main(argv=None):
     for label in skipped:
         print(f"Skipping {label}: sklearn_ntk has no NTKClassifier yet.")
 
+    environment = _environment.print_header()
+
     def make_record():
         command = "python benchmarks/bench_uci.py" + "".join(
             " " + a for a in (argv if argv is not None else sys.argv[1:]))
@@ -474,6 +479,7 @@ def main(argv=None):
                 "sklearn": __import__("sklearn").__version__,
                 "numpy": np.__version__,
                 "skipped": skipped,
+                "environment": environment,
                 "grids": {"depth": DEPTHS, "C": C_GRID, "t": [_jsonable(t) for t in T_GRID],
                           "rbf_gamma_times_d": RBF_GAMMAS,
                           "rf_max_features": RF_MAX_FEATURES, "rf_trees": RF_TREES},

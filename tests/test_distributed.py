@@ -13,7 +13,28 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from sklearn_ntk import NNGP, NTK  # noqa: E402
+from sklearn_ntk._activations import (  # noqa: E402
+    _MAX_TERMS,
+    QuadratureActivation,
+    get_activation,
+)
 from sklearn_ntk._recursion import kernel_matrices  # noqa: E402
+
+EPS = np.finfo(float).eps
+
+
+def _rounding_multiple(X, kernel):
+    """How many roundings may differ between a worker and this process.
+
+    A worker's BLAS (its own thread count) may order differently the sums over
+    the d inputs and, for a quadrature activation, over the Gauss–Hermite
+    nodes of its Hermite coefficients (at most 2·4096 + 64); then ~16
+    elementwise passes a layer round on both sides.
+    """
+    n_sum = X.shape[1]
+    if isinstance(get_activation(kernel.activation), QuadratureActivation):
+        n_sum += 2 * _MAX_TERMS + 64
+    return 2 * (n_sum + 16 * kernel.depth)
 
 
 @pytest.fixture(scope="module")
@@ -35,23 +56,28 @@ def data():
 
 @pytest.mark.parametrize(
     "kernel",
-    [NTK(depth=3), NNGP(depth=4, activation="erf", beta=0.0), NTK(depth=2, activation="tanh")],
+    [NTK(depth=3), NNGP(depth=4, activation="erf", beta=0.0),
+     pytest.param(NTK(depth=2, activation="tanh"), marks=pytest.mark.slow)],
 )
-def test_kernel_on_dask_equals_in_process(client, data, kernel):
+def test_kernel_on_dask_equals_in_process(client, data, kernel, condition):
     X, Y = data
     expected_xx, expected_xy = kernel(X), kernel(X, Y)
     expected_gradient = kernel(X, eval_gradient=True)[1]
     with joblib.parallel_config(backend="dask"):
         K_xx, K_xy = kernel(X), kernel(X, Y)
         gradient = kernel(X, eval_gradient=True)[1]
-    # The same numpy code on the same machine: equal to rounding (the
-    # quadrature activations may sum in another order in a worker).
-    np.testing.assert_allclose(K_xx, expected_xx, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(K_xy, expected_xy, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-14, atol=1e-15)
+    # The same numpy code on the same machine: equal to rounding, amplified
+    # by the condition (normwise for the gradient, whose entries cross zero).
+    multiple = _rounding_multiple(X, kernel)
+    rtol = multiple * EPS * condition(kernel, X, Y)
+    np.testing.assert_allclose(K_xx, expected_xx, rtol=rtol)
+    np.testing.assert_allclose(K_xy, expected_xy, rtol=rtol)
+    cond = condition(lambda X: kernel(X, eval_gradient=True)[1], X, normwise=True)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=0,
+                               atol=multiple * EPS * cond * np.abs(gradient).max())
 
 
-def test_tiles_run_on_both_workers(client, data):
+def test_tiles_run_on_both_workers(client, data, condition):
     X, _ = data
     params = dict(depth=3, activation="relu", beta=0.1, weight_std=1.0, kernel="both",
                   tile_size=32)
@@ -63,5 +89,10 @@ def test_tiles_run_on_both_workers(client, data):
     assert workers == set(client.scheduler_info()["workers"])
     # Workers run BLAS with their own thread count, which may change the
     # summation order of the first layer's products: equal to rounding.
-    np.testing.assert_allclose(result.ntk, expected.ntk, rtol=1e-14)
-    np.testing.assert_allclose(result.nngp, expected.nngp, rtol=1e-14)
+    rtol = _rounding_multiple(X, NTK(depth=3)) * EPS
+    np.testing.assert_allclose(
+        result.ntk, expected.ntk,
+        rtol=rtol * condition(lambda X: kernel_matrices(X, **params).ntk, X))
+    np.testing.assert_allclose(
+        result.nngp, expected.nngp,
+        rtol=rtol * condition(lambda X: kernel_matrices(X, **params).nngp, X))

@@ -7,13 +7,21 @@ import pytest
 pytest.importorskip("matplotlib")
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("plot_*.py"))
+# Under a second each; the others take 2-10 s (more on a loaded machine) and
+# are marked slow, so that `pytest -m "not slow"` still runs two examples.
+FAST_EXAMPLES = {"plot_kernels_in_svr_gpr", "plot_uncertainty"}
 
 
 def test_examples_are_found():
     assert len(EXAMPLES) >= 3
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda path: path.stem)
+@pytest.mark.parametrize(
+    "script",
+    [pytest.param(path, marks=() if path.stem in FAST_EXAMPLES else pytest.mark.slow)
+     for path in EXAMPLES],
+    ids=lambda path: path.stem,
+)
 def test_example_runs_and_saves_its_figure(script, tmp_path, monkeypatch):
     import runpy
 
