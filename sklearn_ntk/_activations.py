@@ -25,8 +25,6 @@ and ``cov`` is the (n_rows, n_cols) array of q12.  Tangents carry a leading
 axis of length 2, one per hyperparameter direction.
 """
 
-import numbers
-
 import numpy as np
 from scipy.special import erf, expit, roots_hermite
 
@@ -872,11 +870,3 @@ def get_activation(activation):
         f"{type(activation).__name__}: {activation!r}."
     )
 
-
-def check_depth(depth):
-    """Validate the ``depth`` parameter (an integer >= 1)."""
-    if isinstance(depth, bool) or not isinstance(depth, numbers.Integral):
-        raise TypeError(f"depth must be an integer >= 1, got {depth!r}.")
-    if depth < 1:
-        raise ValueError(f"depth must be an integer >= 1, got {depth!r}.")
-    return int(depth)

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, check_memory, validate_dat
 
 from ._activations import get_activation
 from ._gradient_flow import EigenFactorization, factorize
-from ._kernels import NETWORK_PARAMETER_CONSTRAINTS
+from ._parameters import N_JOBS_CONSTRAINT, NETWORK_PARAMETER_CONSTRAINTS
 from ._recursion import diagonal, kernel_matrices
 
 # ---------------------------------------------------------------------------
@@ -105,12 +105,7 @@ class _BaseGradientFlow(BaseEstimator):
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "memory": [None, str, HasMethods(["cache"])],
-        # joblib rejects 0 only inside the first parallel call.
-        "n_jobs": [
-            None,
-            Interval(numbers.Integral, None, -1, closed="right"),
-            Interval(numbers.Integral, 1, None, closed="left"),
-        ],
+        "n_jobs": N_JOBS_CONSTRAINT,
     }
 
     def __init__(

@@ -1,65 +1,12 @@
 """The NTK and NNGP kernels as :mod:`sklearn.gaussian_process` kernels."""
 
-import numbers
-
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array
 
-from ._activations import ACTIVATIONS, check_depth, get_activation
+from ._activations import get_activation
+from ._parameters import check_parameters
 from ._recursion import diagonal, kernel_matrices
-
-
-def _check_std(value, name, allow_zero):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}.")
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
-    return float(value)
-
-
-#: ``_parameter_constraints`` of the network hyperparameters, shared by every
-#: estimator and transformer (the kernels validate with check_network_params).
-NETWORK_PARAMETER_CONSTRAINTS = {
-    "depth": [Interval(numbers.Integral, 1, None, closed="left")],
-    "activation": [StrOptions(set(ACTIVATIONS)), callable],
-    "beta": [Interval(numbers.Real, 0, None, closed="left")],
-    "weight_std": [Interval(numbers.Real, 0, None, closed="neither")],
-}
-
-
-def check_n_jobs(n_jobs):
-    """Validate ``n_jobs`` as joblib reads it: None, >= 1, or <= -1 (all but -1 - n)."""
-    if n_jobs is None:
-        return None
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral):
-        raise TypeError(f"n_jobs must be None or a nonzero integer, got {n_jobs!r}.")
-    if n_jobs == 0:
-        # joblib would only reject it deep inside the first parallel call.
-        raise ValueError(
-            "n_jobs must be None or a nonzero integer (a positive number of "
-            "workers, or -1 for all processors), got 0."
-        )
-    return int(n_jobs)
-
-
-def check_network_params(depth, activation, beta, weight_std):
-    """Validate the network hyperparameters shared by kernels and estimators.
-
-    Returns
-    -------
-    depth : int
-    activation : Activation
-    beta, weight_std : float
-    """
-    return (
-        check_depth(depth),
-        get_activation(activation),
-        _check_std(beta, "beta", allow_zero=True),
-        _check_std(weight_std, "weight_std", allow_zero=False),
-    )
 
 
 class _InfiniteWidthKernel(Kernel):
@@ -118,10 +65,7 @@ class _InfiniteWidthKernel(Kernel):
         return Hyperparameter("weight_std", "numeric", self.weight_std_bounds)
 
     def _validate(self, X, Y):
-        depth, activation, beta, weight_std = check_network_params(
-            self.depth, self.activation, self.beta, self.weight_std
-        )
-        check_n_jobs(self.n_jobs)
+        check_parameters(self, ["depth", "activation", "beta", "weight_std", "n_jobs"])
         X = check_array(X, dtype=np.float64, input_name="X")
         if Y is not None:
             Y = check_array(Y, dtype=np.float64, input_name="Y")
@@ -130,8 +74,8 @@ class _InfiniteWidthKernel(Kernel):
                     f"X has {X.shape[1]} features but Y has {Y.shape[1]}; "
                     "they must have the same number of features."
                 )
-        return X, Y, dict(depth=depth, activation=activation, beta=beta,
-                          weight_std=weight_std)
+        return X, Y, dict(depth=self.depth, activation=get_activation(self.activation),
+                          beta=self.beta, weight_std=self.weight_std)
 
     def __call__(self, X, Y=None, eval_gradient=False):
         """Return the kernel k(X, Y) and optionally its gradient.

@@ -40,7 +40,8 @@ from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._kernels import NETWORK_PARAMETER_CONSTRAINTS, check_network_params
+from ._activations import get_activation
+from ._parameters import NETWORK_PARAMETER_CONSTRAINTS
 
 #: Rows per batch of ``transform``: every hidden layer's activations (and, for
 #: the NTK, its back-propagated gradients) are held for one batch only, so the
@@ -137,9 +138,10 @@ class _RandomNetworkFeatures(
             The fitted transformer.
         """
         X = validate_data(self, X, dtype=np.float64)
-        depth, self._activation, beta, weight_std = check_network_params(
-            self.depth, self.activation, self.beta, self.weight_std
-        )
+        # The network is fixed at fit, as its random weights are: set_params
+        # after fit must not mix a new beta with the old weights.
+        depth, self._activation = self.depth, get_activation(self.activation)
+        self._beta, self._weight_std = float(self.beta), float(self.weight_std)
         random_state = check_random_state(self.random_state)
         n_features = X.shape[1]
         # The network's own features have at least _min_components(depth)
@@ -176,7 +178,7 @@ class _RandomNetworkFeatures(
 
     def _forward(self, X):
         """Forward pass: the input ã of every layer and every pre-activation."""
-        weight_std, beta = float(self.weight_std), float(self.beta)
+        weight_std, beta = self._weight_std, self._beta
         inputs, pre_activations = [], []
         a = X
         for weights, biases in zip(self.random_weights_, self.random_biases_):
@@ -466,7 +468,7 @@ class NTKSampler(_RandomNetworkFeatures):
         ]
 
     def _features(self, inputs, pre_activations, out):
-        weight_std = float(self.weight_std)
+        weight_std = self._weight_std
         # Back-propagation from the readout: δᴸ⁻¹ = σ'(α̃ᴸ⁻¹) ⊙ σ_w/√m w_out.
         scale = weight_std / np.sqrt(self.width_)
         delta = self._activation.derivative(pre_activations[-1])

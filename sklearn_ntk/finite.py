@@ -49,11 +49,16 @@ import numpy as np
 from scipy.linalg import get_blas_funcs
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._activations import PiecewiseLinearActivation
-from ._kernels import NETWORK_PARAMETER_CONSTRAINTS, check_network_params
+from ._activations import PiecewiseLinearActivation, get_activation
+from ._parameters import (
+    NETWORK_PARAMETER_CONSTRAINTS,
+    check_parameters,
+    non_negative_integer,
+    positive_integer,
+)
 from ._recursion import single_threaded_blas
 
 __all__ = ["Network", "FiniteNetworkRegressor"]
@@ -158,22 +163,20 @@ class Network:
         random_state=None,
         dtype=np.float64,
     ):
-        depth, self._activation, beta, weight_std = check_network_params(
-            depth, activation, beta, weight_std
-        )
-        for name, value in (("n_features", n_features), ("width", width)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"{name} must be an integer >= 1, got {value!r}.")
-            if value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}.")
-        dtype = np.dtype(dtype)
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
+        self.n_features = n_features
         self.depth = depth
-        self.width = int(width)
+        self.width = width
         self.activation = activation
         self.beta = beta
         self.weight_std = weight_std
+        check_parameters(
+            self, ["n_features", "depth", "width", "activation", "beta", "weight_std"],
+            n_features=[positive_integer()], width=[positive_integer()],
+        )
+        self._activation = get_activation(activation)
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
         self.dtype = dtype
         self.widths = (int(n_features),) + (self.width,) * (depth - 1) + (1,)
         # σ_w / sqrt(n_l): the NTK-parametrization factor of layer l.
@@ -451,11 +454,12 @@ class Network:
             raise ValueError(
                 f"y must have shape ({len(X)},), got {y.shape}."
             )
-        if not np.isfinite(learning_rate) or learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}.")
-        if (isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral)
-                or n_steps < 0):
-            raise ValueError(f"n_steps must be an integer >= 0, got {n_steps!r}.")
+        validate_parameter_constraints(
+            {"learning_rate": [Interval(numbers.Real, 0, np.inf, closed="neither")],
+             "n_steps": [non_negative_integer()]},
+            {"learning_rate": learning_rate, "n_steps": n_steps},
+            caller_name="Network.fit",
+        )
         # Divergence shows up as non-finite outputs and is reported as such
         # (with a hint) instead of as a stream of overflow warnings.
         with _blas_threads(self._largest_layer), np.errstate(
@@ -566,7 +570,7 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
 
     _parameter_constraints = {
         **NETWORK_PARAMETER_CONSTRAINTS,
-        "width": [Interval(numbers.Integral, 1, None, closed="left")],
+        "width": [positive_integer()],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "t": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],

@@ -233,17 +233,20 @@ def test_support_vector_machines_and_kernel_ridge(kernel_class, condition):
 @pytest.mark.parametrize(
     "params, error, message",
     [
-        ({"depth": 0}, ValueError, "depth must be an integer >= 1"),
-        ({"depth": 2.5}, TypeError, "depth must be an integer >= 1"),
-        ({"depth": True}, TypeError, "depth must be an integer >= 1"),
-        ({"beta": -0.1}, ValueError, "beta must be a finite number >= 0"),
-        ({"beta": np.nan}, ValueError, "beta must be a finite number >= 0"),
-        ({"weight_std": 0.0}, ValueError, "weight_std must be a finite number > 0"),
-        ({"weight_std": "big"}, TypeError, "weight_std must be a real number"),
-        ({"activation": "swish"}, ValueError, "Unknown activation 'swish'"),
+        ({"depth": 0}, ValueError, "'depth' parameter of {name} must be an int"),
+        ({"depth": 2.5}, TypeError, "'depth' parameter of {name} must be an int"),
+        ({"depth": True}, TypeError, "'depth' parameter of {name} must be an int"),
+        ({"beta": -0.1}, ValueError, r"'beta' parameter of {name} must be a float in the range \[0.0, inf\)"),
+        ({"beta": np.nan}, ValueError, "'beta' parameter of {name} must be a float"),
+        ({"beta": np.inf}, ValueError, "'beta' parameter of {name} must be a float"),
+        ({"weight_std": 0.0}, ValueError, r"'weight_std' parameter of {name} must be a float in the range \(0.0, inf\)"),
+        ({"weight_std": "big"}, TypeError, "'weight_std' parameter of {name} must be a float"),
+        ({"activation": "swish"}, ValueError, "'activation' parameter of {name} must be a str among"),
     ],
 )
 def test_bad_parameters_raise_errors_naming_them(kernel_class, params, error, message, X):
+    # scikit-learn's parameter validation, as for the estimators.
+    message = message.format(name=kernel_class.__name__)
     with pytest.raises(error, match=message):
         kernel_class(**params)(X)
     with pytest.raises(error, match=message):
@@ -270,11 +273,12 @@ def test_bad_inputs_raise_errors_naming_the_problem(kernel_class, X):
 
 @pytest.mark.parametrize("kernel_class", KERNELS)
 def test_n_jobs_is_validated_before_joblib(kernel_class, X):
+    message = f"'n_jobs' parameter of {kernel_class.__name__} must be None, an int"
     for n_jobs, error in [(0, ValueError), (1.5, TypeError), (True, TypeError)]:
         kernel = kernel_class(n_jobs=n_jobs)
-        with pytest.raises(error, match="n_jobs must be None or a nonzero integer"):
+        with pytest.raises(error, match=message):
             kernel(X)
-        with pytest.raises(error, match="n_jobs must be None or a nonzero integer"):
+        with pytest.raises(error, match=message):
             kernel.diag(X)
     np.testing.assert_array_equal(kernel_class(n_jobs=-1)(X), kernel_class()(X))
 

@@ -236,3 +236,16 @@ def test_float32_input_gives_float32_features_rounded_from_float64(
     cond = condition(fitted.transform, X, normwise=True)
     np.testing.assert_allclose(single, double, rtol=0,
                                atol=(cond + 1) * u * np.abs(double).max())
+
+
+@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
+def test_network_is_fixed_at_fit(sampler, kernel):
+    # The random weights are drawn at fit; beta and weight_std belong to the
+    # same network, so set_params after fit does not change the features.
+    X = np.random.RandomState(0).normal(size=(6, 3))
+    fitted = sampler(n_components=30, random_state=0).fit(X)
+    features = fitted.transform(X)
+    fitted.set_params(beta=2.0, weight_std=3.0, activation="erf")
+    np.testing.assert_array_equal(fitted.transform(X), features)
+    refitted = fitted.fit(X).transform(X)
+    assert not np.allclose(refitted, features)
