@@ -9,6 +9,71 @@ from ._parameters import check_parameters
 from ._recursion import diagonal, kernel_matrices
 
 
+def _check_inputs(X, Y):
+    """X and Y (or None) as float64 arrays with the same number of features."""
+    X = check_array(X, dtype=np.float64, input_name="X")
+    if Y is not None:
+        Y = check_array(Y, dtype=np.float64, input_name="Y")
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but Y has {Y.shape[1]}; "
+                "they must have the same number of features."
+            )
+    return X, Y
+
+
+def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
+                     weight_std=1.0, n_jobs=None):
+    """NNGP and NTK Gram matrices of every depth 1..depth, from one pass.
+
+    The recursion computes depth l on its way to depth l + 1, so a search over
+    ``depth`` (e.g. with ``SVC(kernel="precomputed")``) needs one pass at the
+    largest depth instead of one per depth and kernel.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples_X, n_features)
+    Y : array-like of shape (n_samples_Y, n_features), default=None
+        None means Y = X (and only the upper triangle is computed).
+    depth : int, default=3
+        The largest depth L >= 1.
+    activation : str or callable, default="relu"
+        As for :class:`NTK`.
+    beta : float, default=0.1
+        Standard deviation of the biases (β >= 0).
+    weight_std : float, default=1.0
+        Standard deviation multiplier of the weights (σ_w > 0).
+    n_jobs : int, default=None
+        Number of joblib workers (threads) over the tiles.
+
+    Returns
+    -------
+    nngp : ndarray of shape (depth, n_samples_X, n_samples_Y)
+        ``nngp[l - 1]`` equals ``NNGP(depth=l, ...)(X, Y)``.
+    ntk : ndarray of shape (depth, n_samples_X, n_samples_Y)
+        ``ntk[l - 1]`` equals ``NTK(depth=l, ...)(X, Y)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_ntk import NTK, kernels_by_depth
+    >>> X = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
+    >>> nngp, ntk = kernels_by_depth(X, depth=4)
+    >>> ntk.shape
+    (4, 2, 2)
+    >>> bool(np.array_equal(ntk[2], NTK(depth=3)(X)))
+    True
+    """
+    check_parameters("kernels_by_depth", depth=depth, activation=activation,
+                     beta=beta, weight_std=weight_std, n_jobs=n_jobs)
+    X, Y = _check_inputs(X, Y)
+    kernels = kernel_matrices(
+        X, Y, depth=depth, activation=get_activation(activation), beta=beta,
+        weight_std=weight_std, kernel="both", all_depths=True, n_jobs=n_jobs,
+    )
+    return kernels.nngp, kernels.ntk
+
+
 class _InfiniteWidthKernel(Kernel):
     """Shared implementation of :class:`NTK` and :class:`NNGP`.
 
@@ -65,15 +130,10 @@ class _InfiniteWidthKernel(Kernel):
         return Hyperparameter("weight_std", "numeric", self.weight_std_bounds)
 
     def _validate(self, X, Y):
-        check_parameters(self, ["depth", "activation", "beta", "weight_std", "n_jobs"])
-        X = check_array(X, dtype=np.float64, input_name="X")
-        if Y is not None:
-            Y = check_array(Y, dtype=np.float64, input_name="Y")
-            if Y.shape[1] != X.shape[1]:
-                raise ValueError(
-                    f"X has {X.shape[1]} features but Y has {Y.shape[1]}; "
-                    "they must have the same number of features."
-                )
+        check_parameters(type(self).__name__, depth=self.depth,
+                         activation=self.activation, beta=self.beta,
+                         weight_std=self.weight_std, n_jobs=self.n_jobs)
+        X, Y = _check_inputs(X, Y)
         return X, Y, dict(depth=self.depth, activation=get_activation(self.activation),
                           beta=self.beta, weight_std=self.weight_std)
 

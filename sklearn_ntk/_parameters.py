@@ -57,23 +57,22 @@ NETWORK_PARAMETER_CONSTRAINTS = {
 N_JOBS_CONSTRAINT = [None, _Integer(None, -1, closed="right"), positive_integer()]
 
 
-def check_parameters(owner, names, **extra_constraints):
-    """Validate the attributes ``names`` of ``owner`` (a kernel or a network).
+def check_parameters(caller_name, extra_constraints=None, **params):
+    """Validate network hyperparameters (and ``n_jobs``) given by keyword.
 
     Parameters
     ----------
-    owner : object
-        Whose attributes are checked; its class names the errors.
-    names : list of str
-        Attribute names, each in NETWORK_PARAMETER_CONSTRAINTS,
-        ``"n_jobs"`` or ``extra_constraints``.
-    **extra_constraints : list
-        Constraints of other parameters, in scikit-learn's language.
+    caller_name : str
+        The public class or function, named in the errors.
+    extra_constraints : dict, default=None
+        Constraints of parameters other than the network's and ``n_jobs``,
+        in scikit-learn's language.
+    **params
+        The values, each named as in NETWORK_PARAMETER_CONSTRAINTS,
+        ``n_jobs`` or ``extra_constraints``.
     """
     constraints = {**NETWORK_PARAMETER_CONSTRAINTS, "n_jobs": N_JOBS_CONSTRAINT,
-                   **extra_constraints}
+                   **(extra_constraints or {})}
     validate_parameter_constraints(
-        {name: constraints[name] for name in names},
-        {name: getattr(owner, name) for name in names},
-        caller_name=type(owner).__name__,
+        {name: constraints[name] for name in params}, params, caller_name=caller_name
     )

@@ -170,8 +170,9 @@ class Network:
         self.beta = beta
         self.weight_std = weight_std
         check_parameters(
-            self, ["n_features", "depth", "width", "activation", "beta", "weight_std"],
-            n_features=[positive_integer()], width=[positive_integer()],
+            "Network", {"n_features": [positive_integer()], "width": [positive_integer()]},
+            n_features=n_features, depth=depth, width=width, activation=activation,
+            beta=beta, weight_std=weight_std,
         )
         self._activation = get_activation(activation)
         dtype = np.dtype(dtype)
