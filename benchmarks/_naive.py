@@ -1,7 +1,7 @@
 """Straightforward numpy baseline for the ReLU NTK / NNGP Gram matrix.
 
-This is the "obvious" implementation a user would write from the recursion in
-SPEC.md: full ``n x n`` arrays for every intermediate quantity, ``np.arccos`` for
+This is the "obvious" implementation a user would write from the recursion
+below: full ``n x n`` arrays for every intermediate quantity, ``np.arccos`` for
 the angle and ``np.sin`` for the arc-cosine kernel.  It is a benchmark baseline
 and an independent cross-check, deliberately not optimised.
 
@@ -12,7 +12,12 @@ Recursion (``depth`` = L dense layers, weight std σ_w, bias std β)::
     Σ̇ˡ⁺¹(x,x') = σ_w² (π − θ)/(2π)
     Θˡ⁺¹       = Θˡ Σ̇ˡ⁺¹ + Σˡ⁺¹
 
-with s = √(Σˡ(x,x) Σˡ(x',x')) and θ = arccos(Σˡ(x,x') / s).
+with s = √(Σˡ(x,x) Σˡ(x',x')) and θ = arccos(Σˡ(x,x') / s), n0 the number of
+input features.  This is the convention of the NTK paper (Jacot et al., 2018)
+and of neural-tangents, where the bias variance β² enters the forward
+covariance of every layer.  For x = (1, 0), x' = (cos 1, sin 1), β = 0.1,
+σ_w = 1 it gives Θ⁴(x, x') = 0.143076689459114 (checked against
+neural-tangents).
 """
 
 import numpy as np
@@ -32,8 +37,8 @@ def relu_ntk_gram_naive(X, depth=4, beta=0.1, weight_std=1.0, bias_in_forward=Tr
     weight_std : float, default=1.0
         Weight standard deviation σ_w.
     bias_in_forward : bool, default=True
-        If True (the SPEC.md / paper / neural-tangents convention) the bias
-        variance β² is part of the forward covariance Σˡ, so it propagates into
+        If True (the convention above: the paper's and neural-tangents') the
+        bias variance β² is part of the forward covariance Σˡ, so it propagates into
         the next layer.  If False, the biases are treated as initialised at
         zero: Σˡ is the bias-free covariance and β² only enters the NTK through
         the bias gradients (Θˡ⁺¹ = Θˡ Σ̇ˡ⁺¹ + Σˡ⁺¹ + β²).  The latter is the
@@ -87,22 +92,5 @@ def relu_ntk_gram_naive(X, depth=4, beta=0.1, weight_std=1.0, bias_in_forward=Tr
 
 
 def relu_ntk_naive(X, depth=4, beta=0.1, weight_std=1.0):
-    """ReLU NTK Gram matrix Θᴸ(X, X) in the SPEC.md convention.
-
-    Parameters
-    ----------
-    X : ndarray of shape (n_samples, n_features)
-        Input points.
-    depth : int, default=4
-        Number of dense layers L.
-    beta : float, default=0.1
-        Bias standard deviation β.
-    weight_std : float, default=1.0
-        Weight standard deviation σ_w.
-
-    Returns
-    -------
-    ntk : ndarray of shape (n_samples, n_samples)
-        Θᴸ(X, X).
-    """
+    """Θᴸ(X, X) alone: the first output of :func:`relu_ntk_gram_naive`."""
     return relu_ntk_gram_naive(X, depth=depth, beta=beta, weight_std=weight_std)[0]

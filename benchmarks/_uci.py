@@ -1,7 +1,12 @@
-"""Private helpers of ``bench_uci.py``: data loading, scores and table output.
+"""Helpers of ``bench_uci.py`` (and ``bench_regression.py``): data loading, scores.
 
 The data layout is the one of Fernández-Delgado et al. (JMLR 2014) as used by
-Arora et al. (ICLR 2020); ``../shared/uci/README.md`` describes it.
+Arora et al. (ICLR 2020): a folder per dataset holding its metadata file
+``<name>.txt`` (``n_patrons1``, ``n_entradas``, ``fich1``, ...), the data file
+(an index column, the features, the label) and the index files
+``conxuntos.dat`` (selection split) and ``conxuntos_kfold.dat`` (four
+train/test pairs).  The README's Benchmarks section says where the data
+comes from.
 """
 
 from dataclasses import dataclass, field
@@ -114,27 +119,3 @@ def summary_scores(acc):
         "p95": (ratio >= 0.95).mean(axis=0),
         "pma": ratio.mean(axis=0),
     }
-
-
-# --------------------------------------------------------------------------- tables
-def markdown_table(header, rows, align=None):
-    """A GitHub-flavoured markdown table."""
-    align = align or ["l"] + ["r"] * (len(header) - 1)
-    marks = {"l": ":--", "r": "--:", "c": ":-:"}
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(marks[a] for a in align) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def rst_table(header, rows, widths=None):
-    """A reStructuredText ``list-table`` directive."""
-    lines = [".. list-table::", "   :header-rows: 1"]
-    if widths:
-        lines.append("   :widths: " + " ".join(str(w) for w in widths))
-    lines.append("")
-    for row in [header] + list(rows):
-        cells = [str(cell) if str(cell) else "\\ " for cell in row]
-        lines.append("   * - " + cells[0])
-        lines += ["     - " + cell for cell in cells[1:]]
-    return "\n".join(lines)

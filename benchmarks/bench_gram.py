@@ -14,8 +14,8 @@ the same process:
     scikit-ntk 1.2.1 from PyPI (import name ``skntk``):
     ``NeuralTangentKernel(depth=3, bias=0.1)(X)``.  Its ``depth`` counts hidden
     layers (ours - 1).  Its kernel is not the same function as ours for
-    ``beta > 0`` (see ``check_agreement`` and RESULTS_gram.md), but it does the
-    same amount of work, so the timing comparison is fair.
+    ``beta > 0`` (see ``check_agreement``), but it does the same amount of
+    work, so the timing comparison is fair.
 ``naive``
     The plain numpy recursion of ``_naive.py`` (full n x n arrays, ``np.arccos``,
     ``np.sin``): what a user would write by hand.
@@ -34,14 +34,14 @@ stay within ``--cell-budget`` seconds, at least one).
 
 With ``--memory``, each method instead runs in a fresh subprocess that builds
 only one Gram matrix (default n = 15000, a 1.68 GiB output) and reports its peak
-resident set size (``VmHWM`` from ``/proc/self/status``, else ``ru_maxrss``); the
-table gives peak RSS / output size.  A method whose expected footprint does not
+resident set size (``_harness.peak_rss_bytes``: ``VmHWM`` on Linux, else
+``ru_maxrss`` in the platform's unit); the table gives peak RSS / output size.  A method whose expected footprint does not
 fit in the available memory is run at the largest smaller n that does.
 
 How to run
 ----------
-From the repository root, with numpy, scipy, scikit-learn, joblib,
-``scikit-ntk==1.2.1`` and this package (``pip install -e .``) installed::
+From the repository root (the script imports the checkout's ``sklearn_ntk``),
+with numpy, scipy, scikit-learn, joblib and ``scikit-ntk==1.2.1`` installed::
 
     python benchmarks/bench_gram.py                          # timing, all sizes
     python benchmarks/bench_gram.py --sizes 1000 2000 --repeats 5
@@ -49,12 +49,19 @@ From the repository root, with numpy, scipy, scikit-learn, joblib,
     python benchmarks/bench_gram.py --memory                 # peak RSS, n = 15000
     python benchmarks/bench_gram.py --memory --sizes 5000 --methods scikit-ntk
     python benchmarks/bench_gram.py --methods sklearn_ntk --n-jobs 2 --json out.json
+    python benchmarks/bench_gram.py --sizes 500 --repeats 1 --output /tmp/gram
+
+The timing run (with the agreement check) and the ``--memory`` run each
+replace their own section of ``benchmarks/results/gram.md`` (and ``.json``;
+``--output STEM`` writes ``STEM.md`` and ``STEM.json`` instead); the other
+section and the figures recorded earlier on other machines are kept.
 
 Methods whose package is not installed are reported as unavailable and skipped.
 The machine is usually noisy: compare medians, not single runs.
 
 The header gives the CPU, the SIMD level numpy dispatches to, BLAS and versions
-(``_environment.py``); the JSON file stores them under ``"environment"``.  After
+(``_harness.py``, which also does the timing and the memory measurement); the
+results files and the ``--json`` file store them under ``"environment"``.  After
 every round of timed runs the script also times numpy's float64 ``arccos`` (one
 per entry per layer here), so that each figure is printed next to the arccos
 cost measured at the same moments: about 1.3 ns an element where numpy uses
@@ -63,21 +70,17 @@ about three times slower there.
 """
 
 import argparse
-import gc
 import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
 
-# ``_naive`` sits next to this file; make it importable however the script is run.
+# ``_harness`` and ``_naive`` sit next to this file; make them importable
+# however the script is run (``_harness`` then adds the repository root).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _environment  # noqa: E402
+import _harness  # noqa: E402
 
 N_FEATURES = 100
 DEPTH = 4  # dense layers, our convention (scikit-ntk's depth is DEPTH - 1)
@@ -91,6 +94,12 @@ GIB = 2.0**30
 # to decide whether a memory run fits in RAM: a method that would not fit is run
 # at a smaller n instead of being killed by the OOM killer.
 EXPECTED_MEMORY_FACTOR = {"sklearn_ntk": 3.0, "scikit-ntk": 9.5, "naive": 10.5}
+
+#: Θ⁴(x, x') of the ReLU NTK for x = (1, 0), x' = (cos 1, sin 1), β = 0.1,
+#: σ_w = 1, checked against neural-tangents.
+REFERENCE_THETA4 = 0.143076689459114
+
+TITLE = "Gram matrix K(X, X): depth-4 ReLU NTK, d = 100, float64"
 
 
 # ---------------------------------------------------------------------------
@@ -188,7 +197,9 @@ def check_agreement(n_samples=400, n_jobs=None):
 
     Its forward covariance Σ never contains b² (the biases act as if
     initialised at zero; b² only enters through the bias gradients), unlike
-    SPEC.md where β² propagates through every layer.  Hence:
+    our kernel (and the NTK paper's and neural-tangents'), where β² enters
+    the forward covariance Σˡ of every layer (``_naive.py`` states the
+    recursion).  Hence:
 
     * b = β = 0: exact, ``skntk = n0 2^(L-1) / L * Θᴸ(σ_w = 1)``.
     * b > 0: ``skntk = n0 / (2 L (b² + 1)) * Θᴸ_zero-bias-init(σ_w = √2,
@@ -214,12 +225,13 @@ def check_agreement(n_samples=400, n_jobs=None):
     naive = relu_ntk_gram_naive(X, depth=L, beta=BETA, weight_std=WEIGHT_STD)[0]
     lines = [f"Agreement checks (n = {n_samples}, d = {n0}, depth {L}, ReLU):"]
 
-    # Naive vs the reference values quoted in MATH.md (neural-tangents-checked).
+    # Naive vs the reference value (x = (1, 0), x' = (cos 1, sin 1)).
     x_pair = np.array([[1.0, 0.0], [np.cos(1.0), np.sin(1.0)]])
     theta_pair = relu_ntk_gram_naive(x_pair, depth=4, beta=0.1, weight_std=1.0)[0]
     lines.append(
-        "- naive vs MATH.md Θ⁴(x, x') = 0.143076689459114: "
-        f"rel. diff {abs(theta_pair[0, 1] / 0.143076689459114 - 1):.1e}"
+        f"- naive vs the reference Θ⁴(x, x') = {REFERENCE_THETA4} (x = (1, 0), "
+        "x' = (cos 1, sin 1), β = 0.1, σ_w = 1; checked against neural-tangents): "
+        f"rel. diff {abs(theta_pair[0, 1] / REFERENCE_THETA4 - 1):.1e}"
     )
 
     ours_kernel = make_kernel("sklearn_ntk", n_jobs=n_jobs)
@@ -229,8 +241,8 @@ def check_agreement(n_samples=400, n_jobs=None):
         lines.append(f"- sklearn_ntk vs naive: max rel. diff {diff:.2e}")
         theta_ours = ours_kernel(x_pair)
         lines.append(
-            "- sklearn_ntk vs MATH.md Θ⁴(x, x'): rel. diff "
-            f"{abs(theta_ours[0, 1] / 0.143076689459114 - 1):.1e}"
+            "- sklearn_ntk vs the reference Θ⁴(x, x'): rel. diff "
+            f"{abs(theta_ours[0, 1] / REFERENCE_THETA4 - 1):.1e}"
         )
         diag = ours_kernel.diag(X)
         n_diag_mismatch = int(np.count_nonzero(diag != np.diag(ours)))
@@ -286,35 +298,13 @@ def check_agreement(n_samples=400, n_jobs=None):
 # ---------------------------------------------------------------------------
 
 
-def time_once(kernel, X):
-    """Run ``kernel(X)`` once.
-
-    Returns
-    -------
-    wall : float
-        Elapsed seconds (``time.perf_counter``): the headline number.
-    cpu : float
-        CPU seconds of this process, summed over its threads
-        (``time.process_time``).  Less sensitive than wall time to other
-        processes on a busy machine; for a single-threaded method it is the
-        time an idle machine would show.
-    output : ndarray
-        The Gram matrix.
-    """
-    gc.collect()  # do not let a pending collection land inside the timed call
-    cpu_start = time.process_time()
-    start = time.perf_counter()
-    output = kernel(X)
-    wall = time.perf_counter() - start
-    return wall, time.process_time() - cpu_start, output
-
-
 def run_timing(sizes, methods, repeats, time_cap, cell_budget, n_jobs=None):
     """Time every method at every size; return one record per (n, method).
 
-    The repeats are interleaved (method A, B, C, A, B, C, ...) rather than run
-    back to back, so that load from other processes on a noisy machine spreads
-    over all methods instead of penalising whichever ran at the wrong moment.
+    The repeats are interleaved (method A, B, C, A, B, C, ...; see
+    ``_harness.interleaved``) rather than run back to back, so that load from
+    other processes on a noisy machine spreads over all methods instead of
+    penalising whichever ran at the wrong moment.
 
     Parameters
     ----------
@@ -339,7 +329,7 @@ def run_timing(sizes, methods, repeats, time_cap, cell_budget, n_jobs=None):
         ``cpu_times``, ``cpu_median`` and ``rel_diff_vs_naive`` for ours) or
         ``skipped``.
     """
-    simd_level = _environment.simd_level()
+    simd_level = _harness.simd_level()
     kernels = {}
     for method in methods:
         kernel = make_kernel(method, n_jobs=n_jobs)
@@ -353,47 +343,34 @@ def run_timing(sizes, methods, repeats, time_cap, cell_budget, n_jobs=None):
     too_slow_at = {}  # method -> n at which its median exceeded time_cap
     for n in sorted(sizes):
         X = make_data(n)
-        active = [m for m in kernels if m not in too_slow_at]
-        times = {method: [] for method in active}
-        cpu_times = {method: [] for method in active}
-        outputs = {}  # last Gram of ours and of naive, for the agreement column
         arccos = []  # numpy's arccos cost, ns/element, after every round
-        for _ in range(repeats):
-            for method in active:
-                spent = times[method]
-                if spent and sum(spent) + statistics.median(spent) > cell_budget:
-                    continue
-                outputs.pop(method, None)  # free it before the next run allocates
-                seconds, cpu_seconds, output = time_once(kernels[method], X)
-                spent.append(seconds)
-                cpu_times[method].append(cpu_seconds)
-                if method in ("sklearn_ntk", "naive"):
-                    outputs[method] = output
-                del output
-            arccos.append(_environment.arccos_ns_per_element(repeats=3))
+        timings, outputs = _harness.interleaved(
+            {m: (lambda kernel=kernels[m]: kernel(X))
+             for m in kernels if m not in too_slow_at},
+            repeats, budget=cell_budget, keep={"sklearn_ntk", "naive"},
+            after_round=lambda: arccos.append(
+                _harness.arccos_ns_per_element(repeats=3)))
         for method in kernels:
             record = {"n": n, "method": method}
             if method in too_slow_at:
                 record["skipped"] = f"> {time_cap:g} s at n = {too_slow_at[method]}"
                 records.append(record)
                 continue
-            spent = times[method]
-            record.update(times=spent, median=statistics.median(spent), min=min(spent),
-                          cpu_times=cpu_times[method],
-                          cpu_median=statistics.median(cpu_times[method]),
+            timing = timings[method]
+            record.update(times=timing.wall, median=timing.median, min=min(timing.wall),
+                          cpu_times=timing.cpu, cpu_median=timing.cpu_median,
                           simd_level=simd_level, arccos_ns_per_element=arccos,
-                          arccos_median=statistics.median(arccos))
+                          arccos_median=float(np.median(arccos)))
             if method == "sklearn_ntk" and "naive" in outputs:
                 record["rel_diff_vs_naive"] = max_relative_difference(
                     outputs["sklearn_ntk"], outputs["naive"])
             records.append(record)
             print(f"n={n:>6} {method:<12} median {record['median']:8.3f} s "
-                  f"over {len(spent)} run(s) [{simd_level}; arccos "
+                  f"over {len(timing.wall)} run(s) [{simd_level}; arccos "
                   f"{record['arccos_median']:.1f} ns/element]", flush=True)
             if record["median"] > time_cap:
                 too_slow_at[method] = n
         del outputs
-        gc.collect()
     return records
 
 
@@ -404,55 +381,31 @@ def format_timing_table(records):
     CPU time of the process over the same runs.
     """
     medians = {(r["n"], r["method"]): r.get("median") for r in records}
-    lines = [
-        "| n | method | runs | median [s] | min [s] | median CPU [s] | "
-        "speed-up vs scikit-ntk | speed-up vs naive | max rel. diff vs naive | "
-        "SIMD | arccos [ns/element] |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
-    ]
+    header = ["n", "method", "runs", "median [s]", "min [s]", "median CPU [s]",
+              "speed-up vs scikit-ntk", "speed-up vs naive",
+              "max rel. diff vs naive", "SIMD", "arccos [ns/element]"]
+    rows = []
     for r in records:
         if "skipped" in r:
-            lines.append(f"| {r['n']} | {r['method']} | 0 | skipped ({r['skipped']}) "
-                         "| | | | | | | |")
+            rows.append([r["n"], r["method"], 0, f"skipped ({r['skipped']})"]
+                        + [""] * 7)
             continue
-        cells = []
+        ratios = []
         for other in ("scikit-ntk", "naive"):
             other_median = medians.get((r["n"], other))
-            cells.append(f"{other_median / r['median']:.2f}x" if other_median else "–")
+            ratios.append(f"{other_median / r['median']:.2f}x" if other_median else "–")
         diff = r.get("rel_diff_vs_naive")
-        diff_cell = f"{diff:.1e}" if diff is not None else ""
-        lines.append(
-            f"| {r['n']} | {r['method']} | {len(r['times'])} | {r['median']:.3f} | "
-            f"{r['min']:.3f} | {r['cpu_median']:.3f} | {cells[0]} | {cells[1]} | "
-            f"{diff_cell} | {r['simd_level']} | {r['arccos_median']:.1f} |"
-        )
-    return "\n".join(lines)
+        rows.append([r["n"], r["method"], len(r["times"]), f"{r['median']:.3f}",
+                     f"{r['min']:.3f}", f"{r['cpu_median']:.3f}"] + ratios
+                    + [f"{diff:.1e}" if diff is not None else "", r["simd_level"],
+                       f"{r['arccos_median']:.1f}"])
+    return _harness.markdown_table(header, rows, align=["r", "l"] + ["r"] * 7
+                                   + ["l", "r"])
 
 
 # ---------------------------------------------------------------------------
 # Peak memory (one fresh subprocess per measurement).
 # ---------------------------------------------------------------------------
-
-
-def _read_status_kib(field):
-    """A ``/proc/self/status`` field in KiB, or None where /proc is unavailable."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _peak_rss_bytes():
-    peak_kib = _read_status_kib("VmHWM")
-    if peak_kib is not None:
-        return peak_kib * 1024
-    # ru_maxrss is in KiB on Linux but in bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def memory_worker(method, n, n_jobs=None):
@@ -463,30 +416,16 @@ def memory_worker(method, n, n_jobs=None):
         return
     X = make_data(n)
     # RSS before the computation: interpreter, numpy/scipy/sklearn, X.
-    rss_kib = _read_status_kib("VmRSS")
-    baseline = rss_kib * 1024 if rss_kib is not None else None
+    baseline = _harness.rss_bytes()
     K = kernel(X)
-    peak = _peak_rss_bytes()
-    print(json.dumps({"peak_rss": peak, "baseline_rss": baseline,
+    print(json.dumps({"peak_rss": _harness.peak_rss_bytes(), "baseline_rss": baseline,
                       "output_bytes": K.nbytes, "finite": bool(np.isfinite(K).all())}))
-
-
-def _available_bytes():
-    """MemAvailable from /proc/meminfo, or None if unknown."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def run_memory(sizes, methods, n_jobs=None, fallback_sizes=(10000, 5000, 2000)):
     """Measure the peak RSS of a fresh process per (method, n)."""
     records = []
-    available = _available_bytes()
+    available = _harness.available_memory_bytes()
     for method in methods:
         for n in sizes:
             run_n = n
@@ -502,45 +441,32 @@ def run_memory(sizes, methods, n_jobs=None, fallback_sizes=(10000, 5000, 2000)):
                 run_n = smaller[0]
                 print(f"{method}: n = {n} would need ~{expected / GIB:.1f} GiB "
                       f"(available {available / GIB:.1f} GiB); using n = {run_n}")
-            command = [sys.executable, os.path.abspath(__file__),
-                       "--_memory-worker", method, str(run_n)]
+            args = ["--_memory-worker", method, run_n]
             if n_jobs is not None:
-                command += ["--n-jobs", str(n_jobs)]
-            start = time.perf_counter()
-            completed = subprocess.run(command, capture_output=True, text=True)
-            elapsed = time.perf_counter() - start
-            record = {"method": method, "n": run_n, "wall": elapsed}
-            if completed.returncode != 0:
-                record["error"] = (f"exit code {completed.returncode}: "
-                                   + completed.stderr.strip()[-300:])
-            else:
-                record.update(json.loads(completed.stdout.strip().splitlines()[-1]))
+                args += ["--n-jobs", n_jobs]
+            record = {"method": method, "n": run_n}
+            record.update(_harness.run_child(os.path.abspath(__file__), args))
             records.append(record)
             print(f"{method} n={run_n}: {record}", flush=True)
     return records
 
 
-def format_memory_table(records, environment=None):
+def format_memory_table(records):
     """Markdown table of peak RSS relative to the output size."""
-    lines = ([f"Measured on {_environment.short(environment)}", ""]
-             if environment else [])
-    lines += [
-        "| method | n | output [GiB] | peak RSS [GiB] | peak / output | "
-        "(peak - baseline) / output | baseline RSS [GiB] | wall [s] |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["method", "n", "output [GiB]", "peak RSS [GiB]", "peak / output",
+              "(peak - baseline) / output", "baseline RSS [GiB]", "wall [s]"]
+    rows = []
     for r in records:
         if "error" in r:
-            lines.append(f"| {r['method']} | {r['n']} | | {r['error']} | | | | |")
+            rows.append([r["method"], r["n"], "", r["error"], "", "", "", ""])
             continue
         out, peak, base = r["output_bytes"], r["peak_rss"], r["baseline_rss"]
-        extra = f"{(peak - base) / out:.2f}" if base is not None else "–"
-        base_cell = f"{base / GIB:.3f}" if base is not None else "–"
-        lines.append(
-            f"| {r['method']} | {r['n']} | {out / GIB:.2f} | {peak / GIB:.2f} | "
-            f"{peak / out:.2f} | {extra} | {base_cell} | {r['wall']:.1f} |"
-        )
-    return "\n".join(lines)
+        rows.append([
+            r["method"], r["n"], f"{out / GIB:.2f}", f"{peak / GIB:.2f}",
+            f"{peak / out:.2f}",
+            f"{(peak - base) / out:.2f}" if base is not None else "–",
+            f"{base / GIB:.3f}" if base is not None else "–", f"{r['wall']:.1f}"])
+    return _harness.markdown_table(header, rows, align=["l"] + ["r"] * 7)
 
 
 # ---------------------------------------------------------------------------
@@ -571,6 +497,7 @@ def parse_args(argv=None):
     parser.add_argument("--no-check", action="store_true",
                         help="skip the small agreement check")
     parser.add_argument("--json", default=None, help="also write the records here")
+    _harness.add_output_argument(parser, "gram")
     parser.add_argument("--_memory-worker", nargs=2, metavar=("METHOD", "N"),
                         default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -583,24 +510,33 @@ def main(argv=None):
         memory_worker(method, int(n), n_jobs=args.n_jobs)
         return
 
-    environment = _environment.print_header()
+    environment = _harness.print_header()
     print(f"K(X, X), X ~ N(0, I) with d = {N_FEATURES}, depth {DEPTH}, ReLU, "
           f"beta = {BETA}, weight_std = {WEIGHT_STD}, float64\n")
+    check = []
     if args.memory:
         sizes = args.sizes or [15000]
         records = run_memory(sizes, args.methods, n_jobs=args.n_jobs)
-        print()
-        print(format_memory_table(records, environment))
+        section, heading = "memory", "Peak memory of a fresh process"
+        table = format_memory_table(records)
     else:
         if not args.no_check:
-            check_agreement(n_jobs=args.n_jobs)
+            check = check_agreement(n_jobs=args.n_jobs)
             print()
         sizes = args.sizes or [1000, 2000, 5000, 10000]
         records = run_timing(sizes, args.methods, args.repeats, args.time_cap,
                              args.cell_budget, n_jobs=args.n_jobs)
-        print()
-        print(f"Measured on {_environment.short(environment)}\n")
-        print(format_timing_table(records))
+        section, heading = "timing", "Timing"
+        table = format_timing_table(records)
+    print()
+    print(f"Measured on {_harness.short(environment)}\n")
+    print(table)
+    print()
+    markdown = ("\n".join(check[:1] + [""] + check[1:]) + "\n\n" if check else "") + table
+    _harness.write_section(
+        args.output, TITLE, section, heading, markdown,
+        {"records": records, "agreement": check}, _harness.run_metadata(environment, argv),
+        order=("timing", "memory"))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"environment": environment, "records": records}, handle,

@@ -41,15 +41,14 @@ From the repository root::
     python benchmarks/bench_regression.py            # about a minute
     python benchmarks/bench_regression.py --quick    # diabetes only
 
-Results go to ``benchmarks/results/regression_table.md`` (and ``.rst``,
-``.json``); ``--quick`` writes ``regression_table_quick.*``.
+Results go to ``benchmarks/results/regression.md`` (and ``.rst`` for the
+docs, ``.json``), under the machine (CPU, SIMD level, BLAS, versions) and the
+exact command; ``--quick`` writes ``regression_quick.*``, ``--output STEM``
+``STEM.*``.  (The results were called ``regression_table.*`` before.)
 """
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -71,15 +70,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-import sklearn_ntk
-from sklearn_ntk import NNGP, NTK
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _environment  # noqa: E402
+import _harness  # noqa: E402  (also puts the checkout's sklearn_ntk on the path)
 import _uci  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+import sklearn_ntk  # noqa: E402
+from sklearn_ntk import NNGP, NTK  # noqa: E402
 
 DEPTHS = [1, 2, 3, 4, 5]
 T_GRID = [1.0, 10.0, 100.0, 1e3, 1e4, np.inf]
@@ -238,27 +234,27 @@ def render(record):
     choice_rows = [[row["dataset"]] + ["; ".join(row["results"][m]["choices"])
                                        for m in labels] for row in rows]
     meta = record["meta"]
-    machine = meta["machine"]
-    if "environment" in meta:  # CPU and SIMD level (results from before lack them)
-        machine = f"{_environment.short(meta['environment'])}, {machine}"
-    intro = (f"Run {meta['date']} on {machine} ({meta['cpus']} CPUs; "
-             f"{meta['note']}); command `{meta['command']}`; sklearn_ntk "
-             f"{meta['sklearn_ntk']}, scikit-learn {meta['sklearn']}. Test R² is the "
+    machine = "\n".join(_harness.environment_markdown(meta))
+    intro = (f"{meta['note'][0].upper()}{meta['note'][1:]}; total wall time "
+             f"{meta['wall_seconds']:.0f} s. Test R² is the "
              "mean ± std over an outer shuffled 5-fold cross-validation (seed 0); the "
              "best of each row is in bold. Time: fit + predict in seconds, wall-clock "
              "(CPU in parentheses), summed over the 5 folds, hyperparameter search "
              "included; BLAS single-threaded.")
-    md = ["# Regression benchmark", "", intro, "", "## Test R²", "",
-          _uci.markdown_table(header, r2_rows + [mean_r2]), "",
-          "## Time: wall (CPU) seconds", "", _uci.markdown_table(header, time_rows + [total]), "",
+    md = ["# Regression benchmark", "", machine, intro, "", "## Test R²", "",
+          _harness.markdown_table(header, r2_rows + [mean_r2]), "",
+          "## Time: wall (CPU) seconds", "",
+          _harness.markdown_table(header, time_rows + [total]), "",
           "## Selected hyperparameters (one per outer fold)", "",
-          _uci.markdown_table(choice_header, choice_rows,
-                              align=["l"] * len(choice_header)), ""]
-    rst = [intro.replace("`", "``"), "", ".. rubric:: Test R²", "",
-           _uci.rst_table(header, r2_rows + [mean_r2]), "",
-           ".. rubric:: Time: wall (CPU) seconds", "", _uci.rst_table(header, time_rows + [total]), "",
+          _harness.markdown_table(choice_header, choice_rows,
+                                  align=["l"] * len(choice_header)), ""]
+    rst = [machine.replace("`", "``"), intro.replace("`", "``"), "",
+           ".. rubric:: Test R²", "",
+           _harness.rst_table(header, r2_rows + [mean_r2]), "",
+           ".. rubric:: Time: wall (CPU) seconds", "",
+           _harness.rst_table(header, time_rows + [total]), "",
            ".. rubric:: Selected hyperparameters (one per outer fold)", "",
-           _uci.rst_table(choice_header, choice_rows), ""]
+           _harness.rst_table(choice_header, choice_rows), ""]
     return "\n".join(md), "\n".join(rst)
 
 
@@ -267,7 +263,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="diabetes only")
     parser.add_argument("--output", type=Path, default=None,
                         help="output stem (default benchmarks/results/"
-                             "regression_table[_quick])")
+                             "regression[_quick])")
     parser.add_argument("--note", default="machine shared with other jobs")
     parser.add_argument("--from-json", type=Path,
                         help="re-render the tables of a results file and exit")
@@ -276,28 +272,17 @@ def main(argv=None):
         record = json.loads(args.from_json.read_text())
         stem = args.output or args.from_json.with_suffix("")
     else:
-        environment = _environment.print_header()
+        environment = _harness.print_header()
         start = time.perf_counter()
         rows = run(args.quick)
-        command = "python benchmarks/bench_regression.py" + "".join(
-            " " + a for a in (argv if argv is not None else sys.argv[1:]))
-        record = {"meta": {
-            "date": datetime.date.today().isoformat(),
-            "machine": f"{platform.system()} {platform.machine()}",
-            "cpus": os.cpu_count(), "note": args.note, "command": command,
-            "wall_seconds": time.perf_counter() - start,
-            "sklearn_ntk": sklearn_ntk.__version__,
-            "sklearn": __import__("sklearn").__version__,
-            "environment": environment,
-        }, "datasets": rows}
-        stem = args.output or RESULTS / (
-            "regression_table_quick" if args.quick else "regression_table")
+        record = {"meta": _harness.run_metadata(
+            environment, argv, note=args.note,
+            wall_seconds=time.perf_counter() - start), "datasets": rows}
+        stem = args.output or _harness.RESULTS / (
+            "regression_quick" if args.quick else "regression")
     md, rst = render(record)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".md").write_text(md)
-    stem.with_suffix(".rst").write_text(rst)
-    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(md)
+    _harness.write_results(stem, md, record, rst)
 
 
 if __name__ == "__main__":

@@ -8,14 +8,11 @@ Sections (``--sections``, default all):
     ``n_jobs=1`` and ``n_jobs=2`` (runs interleaved), the speed-up, and the
     largest difference between the two results (the tiles are the same
     arithmetic, so it is 0).
-``tiles``
-    The same for each of ``--tile-sizes`` (not in the default set): how the
-    tile size trades numpy's per-call cost against cache, for one and two
-    threads.
 ``memory``
     In a fresh subprocess, ``NTK(depth=3)(X, Y)`` with n = 30000 rows and
     columns (a 7.2 GB float64 output, on a 24 GB machine) and the peak
-    resident set size (``VmHWM``) relative to the output size.
+    resident set size (``_harness.peak_rss_bytes``) relative to the output
+    size.
 ``approx``
     Relative Frobenius error ||Φ Φᵀ - K|| / ||K|| of NTKSampler / NNGPSampler
     features and of Nystroem(kernel=NTK/NNGP) against the exact kernel on
@@ -28,26 +25,35 @@ Sections (``--sections``, default all):
     alpha, same kernel), test R² and fit+predict time for n up to 1e5.
     The exact model needs the n x n kernel (80 GB at n = 1e5), so it runs up
     to ``--exact-max`` and its time is extrapolated by a power law fitted to
-    its two largest sizes.  Saves ``scale_time_vs_n.png`` (log-log).
+    its two largest sizes.  Saves ``scale_time_vs_n.png`` (log-log) in
+    ``--output-dir`` (default ``benchmarks/results``) if matplotlib is
+    installed.
 
-How to run (from the repository root, package installed)::
+The former ``tiles`` section (and its ``--tile-sizes`` option), a scan of the
+package's private tile size, is gone: what it measured, and why the tiles
+have 320 rows, is recorded in ``benchmarks/results/scale.md``.
+
+How to run (from the repository root; the script imports the checkout's
+``sklearn_ntk``)::
 
     python benchmarks/bench_scale.py                       # everything
     python benchmarks/bench_scale.py --sections njobs memory
-    python benchmarks/bench_scale.py --sections tiles --repeats 11
     python benchmarks/bench_scale.py --sections scaling --exact-max 8000
+    python benchmarks/bench_scale.py --sections njobs approx --njobs-n 1000 \\
+        --approx-sizes 50 100 --seeds 1 --repeats 1 --output /tmp/scale
 
 The machine is shared and noisy: times are medians of ``--repeats`` runs.
-The header gives the CPU, its SIMD level, BLAS and versions
-(``_environment.py``), every section's title repeats the CPU and SIMD level,
-and ``--json`` stores them under ``"environment"``.
+The header gives the CPU, its SIMD level, BLAS and versions (``_harness.py``),
+every section's title repeats the CPU and SIMD level, and ``--json`` stores
+them under ``"environment"``.  Every section run replaces its own section of
+``benchmarks/results/scale.md`` (and ``.json``; ``--output STEM`` writes
+``STEM.md`` and ``STEM.json`` instead), under the machine and the exact
+command; the other sections and the figures recorded earlier are kept.
 """
 
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 import time
 
@@ -55,38 +61,11 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import _environment  # noqa: E402
+import _harness  # noqa: E402  (also puts the checkout's sklearn_ntk on the path)
 
-
-def _peak_rss_bytes():
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _median_time(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times, result
-
-
-def _interleaved_times(functions, repeats):
-    """Median time of each function, run in turn A B A B ... so drift hits all."""
-    times = {key: [] for key in functions}
-    results = {}
-    for _ in range(repeats):
-        for key, function in functions.items():
-            start = time.perf_counter()
-            results[key] = function()
-            times[key].append(time.perf_counter() - start)
-    return {key: statistics.median(values) for key, values in times.items()}, times, results
+GIB = 2.0**30
+SECTIONS = ["njobs", "memory", "approx", "scaling"]
+TITLE = "Scaling: threads, bounded memory, linear-time approximations"
 
 
 def _max_difference(first, second):
@@ -109,48 +88,29 @@ def section_njobs(args):
         kernels = {n_jobs: NTK(depth=3, activation=activation, n_jobs=n_jobs)
                    for n_jobs in (1, 2)}
         kernels[2](X[:500])  # warm-up: imports, thread pools
-        medians, times, results = _interleaved_times(
+        timings, results = _harness.interleaved(
             {n_jobs: (lambda kernel=kernel: kernel(X, eval_gradient=eval_gradient))
              for n_jobs, kernel in kernels.items()},
             args.repeats,
         )
         for n_jobs in (1, 2):
-            print(f"  {name}, n_jobs={n_jobs}: median {medians[n_jobs]:.3f} s  "
-                  f"(runs {[round(t, 3) for t in times[n_jobs]]})")
+            print(f"  {name}, n_jobs={n_jobs}: median {timings[n_jobs].median:.3f} s  "
+                  f"(runs {[round(t, 3) for t in timings[n_jobs].wall]})")
         difference = _max_difference(results[1], results[2])
-        speedup = medians[1] / medians[2]
+        speedup = timings[1].median / timings[2].median
         print(f"  {name}: speed-up 1 -> 2 threads {speedup:.2f}x; "
               f"max |K1 - K2| = {difference:.3g}", flush=True)
         rows.append(dict(activation=activation, eval_gradient=eval_gradient,
-                         n=args.njobs_n, time_1=medians[1], time_2=medians[2],
-                         speedup=speedup, max_difference=difference))
-    return rows
-
-
-def section_tiles(args):
-    """The njobs measurement for several tile sizes (the library's TILE_SIZE)."""
-    from sklearn_ntk import NTK
-    from sklearn_ntk._recursion import kernel_matrices
-
-    X = np.random.RandomState(0).normal(size=(args.njobs_n, 50))
-    params = NTK(depth=3).get_params()
-    del params["beta_bounds"], params["weight_std_bounds"], params["n_jobs"]
-    functions = {
-        (tile_size, n_jobs): (
-            lambda tile_size=tile_size, n_jobs=n_jobs: kernel_matrices(
-                X, **params, tile_size=tile_size, n_jobs=n_jobs).ntk
-        )
-        for tile_size in args.tile_sizes for n_jobs in (1, 2)
-    }
-    kernel_matrices(X[:500], **params, n_jobs=2)  # warm-up
-    medians, _, _ = _interleaved_times(functions, args.repeats)
-    rows = []
-    for tile_size in args.tile_sizes:
-        one, two = medians[tile_size, 1], medians[tile_size, 2]
-        print(f"  tile {tile_size}: n_jobs=1 {one:.3f} s, n_jobs=2 {two:.3f} s, "
-              f"speed-up {one / two:.2f}x")
-        rows.append(dict(tile_size=tile_size, time_1=one, time_2=two, speedup=one / two))
-    return dict(n=args.njobs_n, rows=rows)
+                         n=args.njobs_n, time_1=timings[1].median,
+                         time_2=timings[2].median, speedup=speedup,
+                         max_difference=difference))
+    table = _harness.markdown_table(
+        ["kernel", "n", "n_jobs=1 [s]", "n_jobs=2 [s]", "speed-up", "max |K₁ − K₂|"],
+        [[r["activation"] + (", with gradient" if r["eval_gradient"] else ""), r["n"],
+          f"{r['time_1']:.3f}", f"{r['time_2']:.3f}", f"{r['speedup']:.2f}×",
+          f"{r['max_difference']:.3g}"] for r in rows])
+    return (f"`NTK(depth=3, activation=...)(X)`, X of {args.njobs_n} × 50, the two "
+            f"settings interleaved, medians of {args.repeats}:\n\n{table}"), rows
 
 
 def _memory_child(n):
@@ -158,27 +118,32 @@ def _memory_child(n):
 
     rng = np.random.RandomState(0)
     X, Y = rng.normal(size=(n, 50)), rng.normal(size=(n, 50))
-    baseline = _peak_rss_bytes()
+    baseline = _harness.peak_rss_bytes()
     start = time.perf_counter()
     K = NTK(depth=3, n_jobs=2)(X, Y)
     elapsed = time.perf_counter() - start
     print(json.dumps(dict(n=n, seconds=elapsed, output_bytes=K.nbytes,
-                          baseline_bytes=baseline, peak_bytes=_peak_rss_bytes(),
+                          baseline_bytes=baseline, peak_bytes=_harness.peak_rss_bytes(),
                           finite=bool(np.isfinite(K[::997, ::991]).all()))))
 
 
 def section_memory(args):
-    output = subprocess.run(
-        [sys.executable, __file__, "--memory-child", str(args.memory_n)],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip().splitlines()[-1]
-    result = json.loads(output)
-    gib = 2.0**30
-    print(f"  n={result['n']}: {result['seconds']:.0f} s, output {result['output_bytes'] / gib:.2f} GiB, "
-          f"peak RSS {result['peak_bytes'] / gib:.2f} GiB "
-          f"(= output x {result['peak_bytes'] / result['output_bytes']:.3f}; "
-          f"before the call {result['baseline_bytes'] / gib:.2f} GiB)")
-    return result
+    result = _harness.run_child(__file__, ["--memory-child", args.memory_n])
+    if "error" in result:
+        raise RuntimeError(f"the memory child failed: {result['error']}")
+    ratio = result["peak_bytes"] / result["output_bytes"]
+    print(f"  n={result['n']}: {result['seconds']:.0f} s, output "
+          f"{result['output_bytes'] / GIB:.2f} GiB, peak RSS "
+          f"{result['peak_bytes'] / GIB:.2f} GiB (= output x {ratio:.3f}; "
+          f"before the call {result['baseline_bytes'] / GIB:.2f} GiB)")
+    table = _harness.markdown_table(
+        ["n", "seconds", "output [GiB]", "peak RSS [GiB]", "peak / output",
+         "peak before the call [GiB]"],
+        [[result["n"], f"{result['seconds']:.1f}", f"{result['output_bytes'] / GIB:.2f}",
+          f"{result['peak_bytes'] / GIB:.2f}", f"{ratio:.3f}",
+          f"{result['baseline_bytes'] / GIB:.2f}"]])
+    return (f"`NTK(depth=3, n_jobs=2)(X, Y)` in a fresh process, X and Y of "
+            f"{result['n']} × 50:\n\n{table}"), result
 
 
 def section_approx(args):
@@ -211,7 +176,13 @@ def section_approx(args):
         table[name] = dict(errors=errors, slope=float(slope))
         print(f"  {name:15s} " + "  ".join(f"{D}: {e:.4f}" for D, e in zip(sizes, errors))
               + f"   slope {slope:.2f}")
-    return dict(sizes=sizes, table=table)
+    markdown = _harness.markdown_table(
+        ["method"] + [str(D) for D in sizes] + ["log-log slope"],
+        [[name] + [f"{e:.4f}" if np.isfinite(e) else "–" for e in row["errors"]]
+         + [f"{row['slope']:.2f}"] for name, row in table.items()])
+    return (f"Relative Frobenius error ‖ΦΦᵀ − K‖/‖K‖ against n_components, 500 "
+            f"standard normal points, d = 10, relu, depth 3, median of "
+            f"{args.seeds} draws:\n\n{markdown}"), dict(sizes=sizes, table=table)
 
 
 def _problem(n, n_test=2000, d=10, seed=0):
@@ -258,6 +229,7 @@ def section_scaling(args):
             print(f"  n={n:6d}  {name:32s} {elapsed:8.2f} s   test R2 {score:.4f}", flush=True)
     exact = results["exact NTKRegressor"]
     extrapolation = None
+    text = ""
     if len(exact) >= 2:
         (n0, t0), (n1, t1) = [(r["n"], r["seconds"]) for r in exact[-2:]]
         exponent = np.log(t1 / t0) / np.log(n1 / n0)
@@ -265,15 +237,29 @@ def section_scaling(args):
         extrapolation = dict(exponent=float(exponent), n=target,
                              seconds=float(t1 * (target / n1) ** exponent),
                              kernel_gib=target**2 * 8 / 2**30)
-        print(f"  exact: time ~ n^{exponent:.2f}; extrapolated to n={target}: "
-              f"{extrapolation['seconds']:.0f} s and a {extrapolation['kernel_gib']:.0f} GiB kernel")
-    _plot(results, extrapolation, os.path.join(args.output_dir, "scale_time_vs_n.png"))
-    return dict(results=results, extrapolation=extrapolation)
+        text = (f"exact: time ~ n^{exponent:.2f}; extrapolated to n={target}: "
+                f"{extrapolation['seconds']:.0f} s and a "
+                f"{extrapolation['kernel_gib']:.0f} GiB kernel")
+        print("  " + text)
+    plot = _plot(results, extrapolation, os.path.join(args.output_dir, "scale_time_vs_n.png"))
+    cells = {(name, r["n"]): f"{r['seconds']:.2f} s, R² {r['r2']:.3f}"
+             for name, rows in results.items() for r in rows}
+    table = _harness.markdown_table(
+        ["n"] + list(methods),
+        [[n] + [cells.get((name, n), "–") for name in methods] for n in args.sizes])
+    markdown = ("Fit + predict time and test R² (2000 test points), relu, depth 3:"
+                f"\n\n{table}" + (f"\n\nE{text[1:]}." if text else "")
+                + (f"\n\nLog-log plot: `{os.path.basename(plot)}`." if plot else ""))
+    return markdown, dict(results=results, extrapolation=extrapolation)
 
 
 def _plot(results, extrapolation, path):
-    import matplotlib
-
+    """Save the log-log plot of time against n; its path, or None without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("  matplotlib is not installed: no plot")
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -296,20 +282,26 @@ def _plot(results, extrapolation, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"  saved {path}")
+    return path
 
 
-def main():
+HEADINGS = {
+    "njobs": "n_jobs: 1 vs 2 threads over tiles",
+    "memory": "Bounded memory: K(X, Y) in a fresh process",
+    "approx": "Random features and Nyström: error vs n_components",
+    "scaling": "Exact vs Nyström vs random features",
+}
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sections", nargs="+", default=["njobs", "memory", "approx", "scaling"],
-                        choices=["njobs", "tiles", "memory", "approx", "scaling"])
+    parser.add_argument("--sections", nargs="+", default=SECTIONS, choices=SECTIONS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--njobs-n", type=int, default=6000)
     parser.add_argument("--njobs-activations", nargs="+", default=["relu"],
                         help="activations for the njobs section")
     parser.add_argument("--njobs-gradient", action="store_true",
                         help="also time K(X, eval_gradient=True) in the njobs section")
-    parser.add_argument("--tile-sizes", type=int, nargs="+", default=[192, 256, 320, 384, 512],
-                        help="tile sizes for the tiles section")
     parser.add_argument("--memory-n", type=int, default=30000)
     parser.add_argument("--approx-sizes", type=int, nargs="+", default=[100, 300, 1000, 3000])
     parser.add_argument("--seeds", type=int, default=3)
@@ -318,18 +310,23 @@ def main():
     parser.add_argument("--exact-max", type=int, default=10000)
     parser.add_argument("--features", type=int, default=2000)
     parser.add_argument("--landmarks", type=int, default=1000)
-    parser.add_argument("--output-dir", default=HERE)
+    parser.add_argument("--output-dir", default=str(_harness.RESULTS),
+                        help="where the scaling plot goes (default benchmarks/results)")
+    _harness.add_output_argument(parser, "scale")
     parser.add_argument("--json", help="also write all results to this file")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.memory_child:
         _memory_child(args.memory_child)
         return
-    environment = _environment.print_header()
+    environment = _harness.print_header()
+    meta = _harness.run_metadata(environment, argv)
     everything = {"environment": environment}
     for name in args.sections:
-        print(f"[{name}] on {_environment.short(environment)}", flush=True)
-        everything[name] = globals()[f"section_{name}"](args)
+        print(f"[{name}] on {_harness.short(environment)}", flush=True)
+        markdown, everything[name] = globals()[f"section_{name}"](args)
+        _harness.write_section(args.output, TITLE, name, HEADINGS[name],
+                               markdown, everything[name], meta, order=SECTIONS)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(everything, handle, indent=1)

@@ -18,8 +18,8 @@ Methods and grids
     after 10^6 iterations (``max_iter``); the fits stopped there are counted.
 ``SVC-NNGP``
     The same with the NNGP kernel.  Both kernels, at every depth, come from ONE
-    pass of ``kernel_matrices(X, kernel="both", all_depths=True)`` over all of
-    a dataset's samples; every split then slices that Gram matrix.
+    pass of ``sklearn_ntk.kernels_by_depth(X, depth=5, ...)`` over all of a
+    dataset's samples; every split then slices that Gram matrix.
 ``NTKClassifier``
     ``sklearn_ntk.NTKClassifier(depth, t)`` (the mean prediction of an infinitely
     wide network trained by gradient flow for time t on one-hot targets), depth
@@ -56,21 +56,22 @@ From the repository root::
     python benchmarks/bench_uci.py PATH --datasets iris wine --methods svc-ntk rf
 
 The data path defaults to ``../shared/uci``.  Results go to
-``benchmarks/results/uci_table.md`` (and ``.rst`` for the docs, ``.json`` for the
-raw numbers; ``--quick`` writes ``uci_table_quick.*`` instead);
-``--from-json FILE`` re-renders the tables without running anything.
+``benchmarks/results/uci.md`` (and ``.rst`` for the docs, ``.json`` for the
+raw numbers; ``--quick`` writes ``uci_quick.*`` instead, ``--output STEM``
+``STEM.*``), under the machine (CPU, SIMD level, BLAS, versions) and the exact
+command; ``--from-json FILE`` re-renders the tables without running anything.
+(The results were called ``uci_table.*`` before.)
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import re
 import sys
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
@@ -82,15 +83,11 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
-import sklearn_ntk
-from sklearn_ntk._recursion import kernel_matrices
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _environment  # noqa: E402
+import _harness  # noqa: E402  (also puts the checkout's sklearn_ntk on the path)
 import _uci  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+import sklearn_ntk  # noqa: E402
 
 DEPTHS = [1, 2, 3, 4, 5]
 C_GRID = [10.0**k for k in range(-2, 5)]
@@ -113,10 +110,21 @@ def _first_best(scores):
     return int(np.argmax(np.asarray(scores)))
 
 
+@dataclass
+class Outcome:
+    """What one method gives on one dataset."""
+
+    accuracy: float  # mean test accuracy over the four folds
+    validation: float  # best accuracy on the selection split
+    params: dict  # the selected hyperparameters
+    svc_fits_capped: int = 0  # SVC fits stopped at SVC_MAX_ITER
+
+
 def _protocol(ds, evaluate, grid, n_jobs):
     """Choose ``grid``'s point on the validation split, score it on the 4 folds.
 
-    ``evaluate(point, train, test)`` returns a test accuracy.
+    ``evaluate(point, train, test)`` returns a test accuracy.  Returns the
+    mean test accuracy, the best validation accuracy and the chosen point.
     """
     run = Parallel(n_jobs=n_jobs, prefer="threads")
     val = run(delayed(evaluate)(p, ds.train, ds.validation) for p in grid)
@@ -129,16 +137,29 @@ def _protocol(ds, evaluate, grid, n_jobs):
 #: non-separable data can need 10^8 iterations and more; fits stopped at the
 #: cap (counted in the results) return libsvm's current, approximate solution.
 SVC_MAX_ITER = 10**6
-CAPPED = []  # one entry per SVC fit stopped at SVC_MAX_ITER
 
 
-def _svc_accuracy(K, y, C, train, test):
+@dataclass
+class CappedFits:
+    """The C of every SVC fit of one method stopped at SVC_MAX_ITER.
+
+    Shared by the threads of one method's protocol (``list.append`` is atomic).
+    """
+
+    values: list = field(default_factory=list)
+
+    def __len__(self):
+        return len(self.values)
+
+
+def _svc_accuracy(K, y, C, train, test, capped):
+    """Test accuracy of an SVC on a precomputed Gram matrix; counts a capped fit."""
     svc = SVC(kernel="precomputed", C=C, cache_size=1000, max_iter=SVC_MAX_ITER)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         svc.fit(K[np.ix_(train, train)], y[train])
     if np.max(svc.n_iter_) >= SVC_MAX_ITER:
-        CAPPED.append(C)
+        capped.values.append(C)
     return svc.score(K[np.ix_(test, train)], y[test])
 
 
@@ -152,11 +173,9 @@ class Context:
     def grams(self):
         if self._grams is None:
             start, cpu_start = time.perf_counter(), time.process_time()
-            result = kernel_matrices(
-                self.ds.X, depth=max(DEPTHS), kernel="both", all_depths=True,
-                n_jobs=self.n_jobs, **KERNEL_PARAMS,
-            )
-            self._grams = {"ntk": result.ntk, "nngp": result.nngp}
+            nngp, ntk = sklearn_ntk.kernels_by_depth(
+                self.ds.X, depth=max(DEPTHS), n_jobs=self.n_jobs, **KERNEL_PARAMS)
+            self._grams = {"ntk": ntk, "nngp": nngp}
             self.gram_seconds = time.perf_counter() - start
             self.gram_cpu = time.process_time() - cpu_start
         return self._grams
@@ -166,13 +185,14 @@ def run_svc_kernel(kind):
     def run(ds, ctx):
         grams = ctx.grams()[kind]
         grid = [(depth, C) for depth in DEPTHS for C in C_GRID]
+        capped = CappedFits()
 
         def evaluate(point, train, test):
             depth, C = point
-            return _svc_accuracy(grams[depth - 1], ds.y, C, train, test)
+            return _svc_accuracy(grams[depth - 1], ds.y, C, train, test, capped)
 
         acc, val, (depth, C) = _protocol(ds, evaluate, grid, ctx.n_jobs)
-        return acc, val, {"depth": depth, "C": C}
+        return Outcome(acc, val, {"depth": depth, "C": C}, len(capped))
 
     return run
 
@@ -189,13 +209,14 @@ def run_svc_rbf(ds, ctx):
     for g in RBF_GAMMAS:
         gram(g)
     grid = [(g, C) for g in RBF_GAMMAS for C in C_GRID]
+    capped = CappedFits()
 
     def evaluate(point, train, test):
         g, C = point
-        return _svc_accuracy(gram(g), ds.y, C, train, test)
+        return _svc_accuracy(gram(g), ds.y, C, train, test, capped)
 
     acc, val, (g, C) = _protocol(ds, evaluate, grid, ctx.n_jobs)
-    return acc, val, {"gamma": g / ds.n_features, "C": C}
+    return Outcome(acc, val, {"gamma": g / ds.n_features, "C": C}, len(capped))
 
 
 def run_rf(ds, ctx):
@@ -205,7 +226,7 @@ def run_rf(ds, ctx):
         return rf.fit(ds.X[train], ds.y[train]).score(ds.X[test], ds.y[test])
 
     acc, val, best = _protocol(ds, evaluate, RF_MAX_FEATURES, ctx.n_jobs)
-    return acc, val, {"max_features": best}
+    return Outcome(acc, val, {"max_features": best})
 
 
 def run_ntk_classifier(ds, ctx):
@@ -240,7 +261,7 @@ def run_ntk_classifier(ds, ctx):
             return clf.fit(ds.X[train], ds.y[train]).score(ds.X[test], ds.y[test])
 
         test = run(delayed(evaluate)(tr, te) for tr, te in ds.folds)
-    return float(np.mean(test)), float(max(scores)), {"depth": depth, "t": t}
+    return Outcome(float(np.mean(test)), float(max(scores)), {"depth": depth, "t": t})
 
 
 RUNNERS = {
@@ -329,17 +350,12 @@ def render(record):
 
     meta = record["meta"]
     intro = [
-        f"{len(names)} datasets, run {meta['date']} on {meta['machine']} "
-        f"({meta['cpus']} CPUs; {meta['note']}).",
-        f"Command: `{meta['command']}`; total wall time {meta['wall_seconds']:.0f} s, "
-        f"CPU time {meta.get('cpu_seconds', float('nan')):.0f} s.",
-        f"Software: sklearn_ntk {meta['sklearn_ntk']}, scikit-learn "
-        f"{meta['sklearn']}, numpy {meta['numpy']}.",
+        f"{len(names)} datasets ({meta['note']}); total wall time "
+        f"{meta['wall_seconds']:.0f} s, CPU time {meta['cpu_seconds']:.0f} s.",
     ]
-    if "environment" in meta:  # results from before lack it
-        intro.append(f"CPU: {_environment.short(meta['environment'])}.")
     if meta.get("skipped"):
         intro.append("Skipped (not available): " + ", ".join(meta["skipped"]) + ".")
+    machine = "\n".join(_harness.environment_markdown(meta))
     paragraphs = [
         "Hyperparameters chosen on the `conxuntos.dat` train/validation split; "
         "accuracy is the mean over the four `conxuntos_kfold.dat` train/test pairs. "
@@ -359,36 +375,32 @@ def render(record):
     if any(capped.values()):
         paragraphs[0] += (" SVC fits stopped at libsvm's iteration cap (10^6): " + ", ".join(
             f"{LABELS[m]} {capped[m]}" for m in methods if m.startswith("svc")) + ".")
-    md = ["# UCI benchmark (Arora et al., ICLR 2020 protocol)", ""]
-    md += [" ".join(intro), "", paragraphs[0], "", "## Summary", ""]
-    md += [_uci.markdown_table(summary_header, summary_rows), ""]
+    md = ["# UCI benchmark (Arora et al., ICLR 2020 protocol)", "", machine,
+          " ".join(intro), "", paragraphs[0], "", "## Summary", ""]
+    md += [_harness.markdown_table(summary_header, summary_rows), ""]
     md += ["## Per dataset", "", "Test accuracy (%) and the selected hyperparameters "
            "(L = depth); the best accuracy of each row is in bold.", ""]
-    md += [_uci.markdown_table(detail_header, detail_rows), ""]
+    md += [_harness.markdown_table(detail_header, detail_rows), ""]
 
-    rst = [" ".join(intro), "", paragraphs[0].replace("`", "``"), "",
-           ".. rubric:: Summary", ""]
-    rst += [_uci.rst_table(summary_header, summary_rows), ""]
+    rst = [machine.replace("`", "``"), " ".join(intro), "",
+           paragraphs[0].replace("`", "``"), "", ".. rubric:: Summary", ""]
+    rst += [_harness.rst_table(summary_header, summary_rows), ""]
     rst += [".. rubric:: Per dataset", "",
             "Test accuracy (%) and the selected hyperparameters (L = depth); the "
             "best accuracy of each row is in bold.", ""]
-    rst += [_uci.rst_table(detail_header, detail_rows), ""]
+    rst += [_harness.rst_table(detail_header, detail_rows), ""]
     return "\n".join(md), "\n".join(rst)
 
 
 def write(record, stem):
     md, rst = render(record)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".md").write_text(md)
-    stem.with_suffix(".rst").write_text(rst)
-    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(md.split("## Per dataset")[0])
-    print(f"Wrote {stem.with_suffix('.md')} (.rst, .json)")
+    _harness.write_results(stem, md, record, rst)
 
 
 # --------------------------------------------------------------------------- main
 def _default_root():
-    for candidate in (Path("../shared/uci"), REPO.parent / "shared" / "uci"):
+    for candidate in (Path("../shared/uci"), _harness.REPO.parent / "shared" / "uci"):
         if candidate.is_dir():
             return candidate
     return Path("../shared/uci")
@@ -405,7 +417,7 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2,
                         help="threads for the Gram matrices and the grid fits")
     parser.add_argument("--output", type=Path, default=None,
-                        help="output stem (default benchmarks/results/uci_table"
+                        help="output stem (default benchmarks/results/uci"
                              "[_quick]); .md, .rst and .json are written")
     parser.add_argument("--note", default="machine shared with other jobs",
                         help="remark on the machine, printed in the table")
@@ -460,36 +472,21 @@ def main(argv=None):
     for label in skipped:
         print(f"Skipping {label}: sklearn_ntk has no NTKClassifier yet.")
 
-    environment = _environment.print_header()
+    environment = _harness.print_header()
 
     def make_record():
-        command = "python benchmarks/bench_uci.py" + "".join(
-            " " + a for a in (argv if argv is not None else sys.argv[1:]))
-        record = {
-            "meta": {
-                "date": datetime.date.today().isoformat(),
-                "machine": f"{platform.system()} {platform.machine()}",
-                "cpus": os.cpu_count(),
-                "note": f"{args.note}; 1-min load average {load_start:.1f} at start, "
-                        f"{os.getloadavg()[0]:.1f} at end",
-                "command": command,
-                "wall_seconds": time.perf_counter() - start_all,
-                "cpu_seconds": time.process_time() - cpu_all,
-                "sklearn_ntk": sklearn_ntk.__version__,
-                "sklearn": __import__("sklearn").__version__,
-                "numpy": np.__version__,
-                "skipped": skipped,
-                "environment": environment,
-                "grids": {"depth": DEPTHS, "C": C_GRID, "t": [_jsonable(t) for t in T_GRID],
-                          "rbf_gamma_times_d": RBF_GAMMAS,
-                          "rf_max_features": RF_MAX_FEATURES, "rf_trees": RF_TREES},
-            },
-            "methods": methods,
-            "datasets": rows,
-        }
-        return record
+        meta = _harness.run_metadata(
+            environment, argv,
+            note=f"{args.note}; 1-min load average {load_start:.1f} at start, "
+                 f"{os.getloadavg()[0]:.1f} at end",
+            wall_seconds=time.perf_counter() - start_all,
+            cpu_seconds=time.process_time() - cpu_all, skipped=skipped,
+            grids={"depth": DEPTHS, "C": C_GRID, "t": [_jsonable(t) for t in T_GRID],
+                   "rbf_gamma_times_d": RBF_GAMMAS,
+                   "rf_max_features": RF_MAX_FEATURES, "rf_trees": RF_TREES})
+        return {"meta": meta, "methods": methods, "datasets": rows}
 
-    stem = args.output or RESULTS / ("uci_table_quick" if args.quick else "uci_table")
+    stem = args.output or _harness.RESULTS / ("uci_quick" if args.quick else "uci")
     if args.shard and not args.output:
         stem = stem.with_name(stem.name + f"_shard{args.shard.replace('/', 'of')}")
     partial = stem.with_suffix(".partial.json")
@@ -508,17 +505,17 @@ def main(argv=None):
             ctx.grams()
         for m in methods:
             start, cpu_start = time.perf_counter(), time.process_time()
-            CAPPED.clear()
-            acc, val, params = RUNNERS[m](ds, ctx)
+            outcome = RUNNERS[m](ds, ctx)
             seconds = time.perf_counter() - start
             cpu = time.process_time() - cpu_start
             if m in ("svc-ntk", "svc-nngp"):
                 # The shared Gram time is charged to both SVC-NTK and SVC-NNGP.
                 seconds += ctx.gram_seconds
                 cpu += ctx.gram_cpu
-            results[m] = {"accuracy": acc, "validation": val, "seconds": seconds,
-                          "cpu_seconds": cpu, "svc_fits_capped": len(CAPPED),
-                          "params": {k: _jsonable(v) for k, v in params.items()}}
+            results[m] = {"accuracy": outcome.accuracy, "validation": outcome.validation,
+                          "seconds": seconds, "cpu_seconds": cpu,
+                          "svc_fits_capped": outcome.svc_fits_capped,
+                          "params": {k: _jsonable(v) for k, v in outcome.params.items()}}
         rows.append({"dataset": name, "n": ds.n_samples, "d": ds.n_features,
                      "classes": ds.n_classes, "gram_seconds": ctx.gram_seconds,
                      "results": results})
