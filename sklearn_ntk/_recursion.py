@@ -40,10 +40,9 @@ from ._activations import get_activation
 
 #: Side of the square tiles when the activation's dual works in place.  With
 #: threads, every numpy call on a tile releases and retakes the GIL, and a
-#: contended hand-over costs ~10 µs here: 320-row tiles make the calls long
-#: enough for n_jobs=2 to run 1.5-1.8x as fast as one thread (relu,
-#: n = 5000), where 192-row tiles gave 1.2-1.4x.  One thread is as fast with
-#: either (``benchmarks/bench_scale.py --sections tiles``).
+#: contended hand-over costs ~10 µs: 320-row tiles make the calls long enough
+#: for n_jobs=2 to scale where 192-row tiles did not; one thread is as fast
+#: with either (benchmarks/results/scale.md, "Tile size").
 TILE_SIZE = 320
 
 #: Side of the tiles when the activation's dual allocates its temporaries
