@@ -325,7 +325,8 @@ class ErfActivation(Activation):
         root = self._root(rows, cols, cov, out=workspace[0])
         inverse_a_rows = rows[5][:, None]
         # k = σ_w² (2/π) arctan((2 q12/a_x) / R).
-        k = np.multiply(cov, 2.0 * inverse_a_rows, out=cov if in_place else workspace[1])
+        k = np.multiply(cov, 2.0 * inverse_a_rows,
+                        out=cov if in_place else np.empty_like(cov))
         k /= root
         np.arctan(k, out=k)
         k *= 2.0 / np.pi * scale

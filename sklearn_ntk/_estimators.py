@@ -19,6 +19,7 @@ decomposition — is computed by module-level functions that ``memory`` (a
 joblib.Memory) caches, so a search over t recomputes nothing else.
 """
 
+import math
 import numbers
 import warnings
 
@@ -34,6 +35,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ._kernels import NETWORK_PARAMETER_CONSTRAINTS, check_network_params
+from ._range import checked_range, power_of_two_exponent, range_error
 from ._recursion import diagonal, kernel_matrices
 
 #: LAPACK driver of the symmetric eigendecomposition.  Measured with
@@ -44,6 +46,14 @@ from ._recursion import diagonal, kernel_matrices
 #: orthogonal only to 1e-10 instead of 5e-15, "ev" (QR) 12 s at n = 2000.
 #: "evd" is the fastest driver that keeps full accuracy.
 EIGH_DRIVER = "evd"
+
+#: The linear algebra runs on K / 2^e, with 2^e ~ the largest diagonal entry
+#: of the training kernel, when that is outside 2^±128: K + αI, its
+#: products with the cross kernels and the covariances then stay far from
+#: overflow and underflow at any kernel scale.  The rescaling is exact
+#: (α and the time scale c = ηt/N absorb it: α/2^e, c·2^e), so predictions
+#: do not change; means are invariant, covariances scale back by 2^e.
+UNSCALED_KERNEL_EXPONENTS = 128
 
 
 class SingularKernelWarning(UserWarning):
@@ -106,14 +116,20 @@ def _decompose(K, alpha, method):
     intact, which is all the eigendecomposition fallback reads.
     """
     A = K.T
-    diagonal = A.diagonal().copy() + alpha
+    # K + αI = 2^e (K/2^e + (α/2^e) I): see UNSCALED_KERNEL_EXPONENTS.
+    exponent = power_of_two_exponent(np.max(A.diagonal(), initial=0.0))
+    if abs(exponent) <= UNSCALED_KERNEL_EXPONENTS:
+        exponent = 0
+    if exponent:
+        np.ldexp(A, -exponent, out=A)
+    diagonal = A.diagonal() + np.ldexp(alpha, -exponent)
     np.fill_diagonal(A, diagonal)
     if method == "cholesky":
         try:
             factor, _ = linalg.cho_factor(
                 A, lower=False, overwrite_a=True, check_finite=False
             )
-            return {"cholesky": factor}
+            return {"cholesky": factor, "scale_exponent": exponent}
         except linalg.LinAlgError:
             warnings.warn(
                 "The training kernel K + alpha*I is not positive definite to "
@@ -130,7 +146,8 @@ def _decompose(K, alpha, method):
     # Rounding can push eigenvalues of a positive semi-definite matrix just
     # below 0; the gradient flow does not move along those directions.
     np.maximum(eigenvalues, 0.0, out=eigenvalues)
-    return {"eigenvalues": eigenvalues, "eigenvectors": eigenvectors}
+    return {"eigenvalues": eigenvalues, "eigenvectors": eigenvectors,
+            "scale_exponent": exponent}
 
 
 def _cached_eigendecomposition(
@@ -174,6 +191,17 @@ def _phi(eigenvalues, c):
     lam = eigenvalues[positive]
     phi[positive] = -np.expm1(-c * lam) / lam
     return phi
+
+
+def _scaled_time(c, exponent):
+    """c·2^e, the time scale for the factorisation of (K + αI)/2^e.
+
+    Beyond float64 it is infinite: e^{-cλ} is 0 for every λ > 0 then anyway.
+    """
+    try:
+        return math.ldexp(c, exponent)
+    except OverflowError:
+        return math.inf
 
 
 # ---------------------------------------------------------------------------
@@ -239,19 +267,41 @@ class _BaseGradientFlow(BaseEstimator):
         )
         self.X_train_ = X
         method = "cholesky" if np.isinf(self.t) else "eigh"
-        self._state = self._decomposition(method)
-        self._Y_train = Y
-        if method == "eigh":
-            # Vᵀy: projections of the targets on the eigenvectors, shared by
-            # every time of staged_predict.
-            V = self._state["eigenvectors"]
-            self._state["projected_targets"] = V.T @ Y
-        # The time of the fit: predict stays consistent with the fitted state
-        # even if t is changed afterwards with set_params.
-        self._fitted_t = float(self.t)
-        c = self._time_scale(self._fitted_t)
-        self._coef = self._dual_coef(self._state, Y, [c])
+        # The kernels raise their own error if they are out of range; the
+        # linear algebra runs on them scaled to unit size (_decompose), so an
+        # overflow here means coefficients beyond float64.
+        with self._checked_range("The dual coefficients", X):
+            self._state = self._decomposition(method)
+            self._Y_train = Y
+            if method == "eigh":
+                # Vᵀy: projections of the targets on the eigenvectors, shared
+                # by every time of staged_predict.
+                V = self._state["eigenvectors"]
+                self._state["projected_targets"] = V.T @ Y
+            # The time of the fit: predict stays consistent with the fitted
+            # state even if t is changed afterwards with set_params.
+            self._fitted_t = float(self.t)
+            c = self._time_scale(self._fitted_t)
+            self._coef = self._dual_coef(self._state, Y, [c])
+        self._check_finite("The dual coefficients", X, self._coef)
         return self
+
+    def _checked_range(self, what, *arrays):
+        """:func:`checked_range` with this estimator's network parameters."""
+        return checked_range(what, arrays, self._beta, self._weight_std)
+
+    def _check_finite(self, what, X, *results):
+        """Raise the range error if a result is not finite.
+
+        LAPACK and einsum do not report overflow through numpy's error
+        state: their results are checked instead (O(size), once).
+        """
+        for result in results:
+            if result is not None and not np.all(np.isfinite(result)):
+                raise range_error(
+                    f"{what} are not representable in float64",
+                    [X], self._beta, self._weight_std,
+                )
 
     def _decomposition(self, method):
         """The training decomposition for ``method``, through ``memory``."""
@@ -323,17 +373,23 @@ class _BaseGradientFlow(BaseEstimator):
         """Coefficients a with mean(x) = K(x, X) a for every time scale in cs.
 
         Returns shape (n_train, len(cs) * n_outputs), times side by side.
+        The factorisation is of (K + αI)/2^e: (K + αI)⁻¹ = 2^-e (·)⁻¹, and
+        φ_c(λ) = 2^-e φ_{c 2^e}(λ / 2^e).
         """
+        exponent = state.get("scale_exponent", 0)
         if "cholesky" in state:
             coef = linalg.cho_solve((state["cholesky"], False), Y, check_finite=False)
-            return np.tile(coef, len(cs))
+            return np.ldexp(np.tile(coef, len(cs)), -exponent)
         V = state["eigenvectors"]
         projected = state.get("projected_targets")
         if projected is None:
             projected = V.T @ Y
-        filtered = [_phi(state["eigenvalues"], c)[:, None] * projected for c in cs]
+        filtered = [
+            _phi(state["eigenvalues"], _scaled_time(c, exponent))[:, None] * projected
+            for c in cs
+        ]
         # One product with V for all times: V is read from memory once.
-        return V @ np.hstack(filtered)
+        return np.ldexp(V @ np.hstack(filtered), -exponent)
 
     # -- prediction ----------------------------------------------------------
 
@@ -394,7 +450,12 @@ class _BaseGradientFlow(BaseEstimator):
         covariances = None
         need_nngp = (return_std or return_cov) and self._kind == "ntk"
         if need_nngp:
-            state = dict(state, nngp=self._train_nngp(state))
+            # In the units of the factorisation (see _spread).
+            train_nngp = self._train_nngp(state)
+            exponent = state.get("scale_exponent", 0)
+            if exponent:
+                train_nngp = np.ldexp(train_nngp, -exponent)
+            state = dict(state, nngp=train_nngp)
         if need_nngp and n_times > 1 and "eigenvectors" in state:
             # Several times: rotate 𝒦(X, X) into Θ's eigenbasis once (2 N³)
             # to save one (n_test × N × N) product per time.
@@ -425,6 +486,24 @@ class _BaseGradientFlow(BaseEstimator):
 
     def _spread(self, state, K, nngp, cs, full):
         """Covariance minus prior, per time: diagonals (T, n) or matrices (T, n, n).
+
+        The factorisation is of (K + αI)/2^e (and ``state["nngp"]`` already
+        divided by 2^e): with the cross kernels divided by 2^e and time scales
+        c·2^e, every term below is 2^-e times its value (A and the filters
+        are invariant), so the result is scaled back by 2^e.
+        """
+        exponent = state.get("scale_exponent", 0)
+        if not exponent:
+            return self._unscaled_spread(state, K, nngp, cs, full)
+        spread = self._unscaled_spread(
+            state, np.ldexp(K, -exponent),
+            None if nngp is None else np.ldexp(nngp, -exponent),
+            [_scaled_time(c, exponent) for c in cs], full,
+        )
+        return np.ldexp(spread, exponent, out=spread)
+
+    def _unscaled_spread(self, state, K, nngp, cs, full):
+        """:meth:`_spread` in the units of the factorisation.
 
         Readout only (K = 𝒦):  −𝒦(x,X) V diag((1 − e^{−2cλ})/λ) Vᵀ 𝒦(X,x')
         All layers (K = Θ):      A 𝒦(X,X) Aᵀ − A 𝒦(X,x') − 𝒦(x,X) Aᵀ,
@@ -505,18 +584,21 @@ class _BaseGradientFlow(BaseEstimator):
             )
         X = self._validate_test(X)
         cs = [self._time_scale(t) for t in times]
-        if list(times) == [self._fitted_t]:
-            state, coefs = self._state, self._coef
-        else:
-            needs_eigh = any(np.isfinite(times)) or "cholesky" not in self._state
-            state = self._state
-            if needs_eigh and "eigenvalues" not in state:
-                state = self._decomposition("eigh")
-            if "eigenvalues" in state and "projected_targets" not in state:
-                projected = state["eigenvectors"].T @ self._Y_train
-                state = dict(state, projected_targets=projected)
-            coefs = self._dual_coef(state, self._Y_train, cs)
-        mean, spread = self._posterior(X, cs, state, coefs, return_std, return_cov)
+        with self._checked_range("The predictions", X):
+            if list(times) == [self._fitted_t]:
+                state, coefs = self._state, self._coef
+            else:
+                needs_eigh = any(np.isfinite(times)) or "cholesky" not in self._state
+                state = self._state
+                if needs_eigh and "eigenvalues" not in state:
+                    state = self._decomposition("eigh")
+                if "eigenvalues" in state and "projected_targets" not in state:
+                    projected = state["eigenvectors"].T @ self._Y_train
+                    state = dict(state, projected_targets=projected)
+                coefs = self._dual_coef(state, self._Y_train, cs)
+            mean, spread = self._posterior(X, cs, state, coefs, return_std,
+                                           return_cov)
+        self._check_finite("The predictions", X, coefs, mean, spread)
         return self._shape_prediction(mean, spread, return_std, return_cov)
 
     def _check_times(self, times):
