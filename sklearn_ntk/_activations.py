@@ -75,6 +75,25 @@ def _correlation(cov, inverse_rows, inverse_cols, out=None):
     return rho
 
 
+def _correlation_tangents(cov, rho, q_rows, q_cols, d_rows, d_cols, d_cov):
+    """(s, dρ, 1/q11, 1/q22): s = sqrt(q11 q22), dρ its tangents, shape (2, ...).
+
+    dρ = dq12 / s − (ρ/2)(dq11/q11 + dq22/q22), 0 where ρ was snapped to ±1:
+    those pairs are duplicates (or antipodes) to rounding, for which dρ is 0
+    exactly, while the formula would leave rounding noise of relative size
+    eps/(1 − |ρ|).  Zero-variance points get 0 (their ρ is defined as 0).
+    """
+    sqrt_rows, inverse_sqrt_rows = _inverse_sqrt(q_rows)
+    sqrt_cols, inverse_sqrt_cols = _inverse_sqrt(q_cols)
+    inverse_rows, inverse_cols = inverse_sqrt_rows**2, inverse_sqrt_cols**2
+    s = np.multiply.outer(sqrt_rows, sqrt_cols)
+    d_rho = d_cov * inverse_sqrt_rows[:, None] * inverse_sqrt_cols[None, :]
+    d_rho -= 0.5 * rho * (d_rows[:, :, None] * inverse_rows[:, None]
+                          + d_cols[:, None, :] * inverse_cols[None, :])
+    d_rho[:, np.abs(rho) == 1.0] = 0.0
+    return s, d_rho, inverse_rows, inverse_cols
+
+
 class Activation:
     """Base class of an activation with its dual kernels.
 
@@ -335,19 +354,34 @@ class ErfActivation(Activation):
         return k, kdot
 
     def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        # k depends on q11 only through a_x: dk/dq11 = -kdot q12 u_x, and
-        # dk/dq12 = kdot (Price).  kdot = (4/π)(P - 4 q12²)^(-1/2) with
-        # P - 4 q12² = a_x² a_y² D gives, divided through by a_x² a_y²,
-        # dkdot = -kdot [u_x dq11 + u_y dq22 - 4 q12 u_x u_y dq12] / D.
+        # In (q11, q22, ρ) rather than (q11, q22, q12): at fixed ρ nothing
+        # cancels, while dq12 − q12 (u_x dq11 + u_y dq22) loses eps/u of
+        # relative accuracy at duplicates.  With r = ρ g_x g_y, dg = u² dq/g
+        # and (2/π)/sqrt(D) = kdot a_x a_y / 2, a g = sqrt(2q):
+        #   dk = kdot [s dρ + ρ s (u_x dq11/q11 + u_y dq22/q22)/2],
+        # and from D = u_x + u_y − u_x u_y + G_x G_y (1 − ρ²), du = −2u² dq:
+        #   dkdot = kdot [−u_x dq11 − u_y dq22
+        #                 + (ρ² (u_x² G_y dq11 + u_y² G_x dq22) + G_x G_y ρ dρ)/D].
         _, kdot = self.dual(rows, cols, cov)
-        # D = u_y R², from the same E as kdot.
+        rho = _correlation(cov, rows[4], cols[4])
+        s, d_rho, inverse_rows, inverse_cols = _correlation_tangents(
+            cov, rho, rows[0], cols[0], d_rows, d_cols, d_cov)
         denominator = self._root(rows, cols, cov)
         denominator *= denominator
         denominator *= cols[1][None, :]
-        u_rows, u_cols = rows[1][None, :, None], cols[1][None, None, :]
-        weighted = d_rows[:, :, None] * u_rows + d_cols[:, None, :] * u_cols
-        dk = kdot * (d_cov - cov * weighted)
-        dkdot = -kdot * (weighted - 4.0 * cov * u_rows * u_cols * d_cov) / denominator
+        u_x, big_g_x = rows[1][:, None], rows[2][:, None]
+        u_y, big_g_y = cols[1][None, :], cols[2][None, :]
+        d11, d22 = d_rows[:, :, None], d_cols[:, None, :]
+        rho_s = rho * s
+        dk = kdot * (s * d_rho + 0.5 * rho_s * (
+            u_x * inverse_rows[:, None] * d11 + u_y * inverse_cols[None, :] * d22))
+        # u²/D as u (u/D): u² alone underflows where u ~ 1e-200.
+        dkdot = kdot * (
+            -u_x * d11 - u_y * d22
+            + rho * rho * (u_x * (u_x / denominator) * big_g_y * d11
+                           + u_y * (u_y / denominator) * big_g_x * d22)
+            + big_g_x * big_g_y * rho * d_rho / denominator
+        )
         return dk, dkdot
 
     def dual_diag(self, q):
@@ -693,15 +727,48 @@ class GeluActivation(Activation):
     def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
         _, kdot = self.dual(rows, cols, cov)
         rho = _correlation(cov, rows[4], cols[4])
-        k_x, k_y, kd_x, kd_y, kd_xy = self._partials(
-            rows[0][:, None], cols[0][None, :], cov, rho,
-            tuple(rows[i][:, None] for i in (1, 2, 3)),
-            tuple(cols[i][None, :] for i in (1, 2, 3)),
-        )
+        q11, q22 = rows[0][:, None], cols[0][None, :]
+        x = tuple(rows[i][:, None] for i in (1, 2, 3))
+        y = tuple(cols[i][None, :] for i in (1, 2, 3))
+        k_x, k_y, _, _, kd_xy = self._partials(q11, q22, cov, rho, x, y)
         d11, d22 = d_rows[:, :, None], d_cols[:, None, :]
         dk = k_x * d11 + k_y * d22 + kdot * d_cov
-        dkdot = kd_x * d11 + kd_y * d22 + kd_xy * d_cov
+        # kdot's partials in q11 and q22 at fixed q12 nearly cancel with
+        # ∂kdot/∂q12 · ∂q12/∂q11 near ρ = 1 (from O(u^1/2) to O(u^3/2) at
+        # duplicates): kdot is differentiated at fixed ρ instead (see
+        # _fixed_correlation_slopes), plus ∂kdot/∂ρ = s ∂kdot/∂q12 dρ.
+        s, d_rho, inverse_rows, inverse_cols = _correlation_tangents(
+            cov, rho, rows[0], cols[0], d_rows, d_cols, d_cov)
+        slope_x, slope_y = self._fixed_correlation_slopes(
+            rho, x, y, inverse_rows[:, None], inverse_cols[None, :])
+        dkdot = slope_x * d11 + slope_y * d22 + (kd_xy * s) * d_rho
         return dk, dkdot
+
+    @staticmethod
+    def _fixed_correlation_slopes(rho, x, y, inverse_x, inverse_y):
+        """(∂kdot/∂q11, ∂kdot/∂q22) at fixed ρ.
+
+        With r = ρ g_x g_y, D = 1 − r² (formed as in dual()),
+        H = u_x (1 + u_y/D) + u_y and kdot = 1/4 + [arcsin r + (r/√D) H]/2π;
+        at fixed ρ and q22, dr = r u_x dq11/(2 q11), dD = −r² u_x dq11/q11
+        and du_x = −u_x² dq11, so that
+        2π ∂kdot/∂q11 = (r u_x/√D) [((1 + H)/2 + r² H/(2D)
+                                     + r² (u_x/D)(u_y/D))/q11 − u_x (1 + u_y/D)],
+        terms of one order that do not cancel.
+        """
+        (u_x, big_g_x, _), (u_y, big_g_y, _) = x, y
+        omega = (1.0 - rho) * (1.0 + rho)
+        big_d = u_x + u_y - u_x * u_y + big_g_x * big_g_y * omega
+        r = rho * np.sqrt(big_g_x * big_g_y)
+        root = np.sqrt(big_d)
+        ratio_x, ratio_y = u_x / big_d, u_y / big_d
+        h = u_x * (1.0 + ratio_y) + u_y
+        common = (0.5 * (1.0 + h) + 0.5 * r * r * h / big_d
+                  + r * r * ratio_x * ratio_y)
+        factor = r / (_TWO_PI * root)
+        slope_x = factor * u_x * (common * inverse_x - u_x * (1.0 + ratio_y))
+        slope_y = factor * u_y * (common * inverse_y - u_y * (1.0 + ratio_x))
+        return slope_x, slope_y
 
     def _diag_features(self, q):
         q = np.asarray(q, dtype=float)

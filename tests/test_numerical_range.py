@@ -63,13 +63,16 @@ assert sorted(CLOSED_FORMS + QUADRATURE[:3]) == sorted(ACTIVATIONS)
 DEPTH = 3
 
 
-def _softsign(x):
-    """A user callable (the numerical path with finite-difference derivatives)."""
-    return x / (1.0 + np.abs(x))
+def _isru(x):
+    """A user callable (the numerical path with finite-difference derivatives).
+
+    x / sqrt(1 + x²): smooth, so that its Hermite series converges.
+    """
+    return x / np.sqrt(1.0 + x * x)
 
 
 def _activation(name):
-    return _softsign if name == "callable" else name
+    return _isru if name == "callable" else name
 
 
 def _cell(activation, scale):
@@ -427,6 +430,22 @@ def test_gelu_tends_to_relu_at_large_scale(kind, scale):
             assert abs(deviation - 1 / (4 * np.pi * np.sqrt(2))) < 1 / q
             np.testing.assert_allclose(gelu_activation.dual_diag(np.array([q]))[1],
                                        float(kdot), rtol=8 * EPS)
+
+
+@pytest.mark.parametrize("activation", CLOSED_FORMS)
+def test_duplicated_points_keep_identical_rows_and_gradients(activation):
+    # The tile computes K(x_0, x_1) for x_1 = x_0 by the off-diagonal
+    # formulas and diagonal() K(x_0, x_0) by its own: they must agree at
+    # every scale, gradients included (snapped correlations have dρ = 0).
+    X = _data()
+    X[1] = X[0]
+    for scale in (1.0, 1e4, 1e8, 1e20, 1e100):
+        for beta in (0.0, 0.1):
+            K, gradient = NTK(depth=DEPTH, activation=activation, beta=beta)(
+                X * scale, eval_gradient=True)
+            np.testing.assert_allclose(K[0, 1], K[0, 0], rtol=16 * EPS)
+            np.testing.assert_allclose(gradient[0, 1], gradient[0, 0], rtol=0,
+                                       atol=16 * EPS * np.max(np.abs(gradient[0, 0])))
 
 
 def test_underflow_is_an_error_and_true_zeros_stay_zeros():
