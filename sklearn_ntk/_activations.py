@@ -73,6 +73,25 @@ def _correlation(cov, inverse_rows, inverse_cols, out=None):
     return rho
 
 
+def _correlation_tangents(cov, rho, q_rows, q_cols, d_rows, d_cols, d_cov):
+    """(s, dρ, 1/q11, 1/q22): s = sqrt(q11 q22), dρ its tangents, shape (2, ...).
+
+    dρ = dq12 / s − (ρ/2)(dq11/q11 + dq22/q22), 0 where ρ was snapped to ±1:
+    those pairs are duplicates (or antipodes) to rounding, for which dρ is 0
+    exactly, while the formula would leave rounding noise of relative size
+    eps/(1 − |ρ|).  Zero-variance points get 0 (their ρ is defined as 0).
+    """
+    sqrt_rows, inverse_sqrt_rows = _inverse_sqrt(q_rows)
+    sqrt_cols, inverse_sqrt_cols = _inverse_sqrt(q_cols)
+    inverse_rows, inverse_cols = inverse_sqrt_rows**2, inverse_sqrt_cols**2
+    s = np.multiply.outer(sqrt_rows, sqrt_cols)
+    d_rho = d_cov * inverse_sqrt_rows[:, None] * inverse_sqrt_cols[None, :]
+    d_rho -= 0.5 * rho * (d_rows[:, :, None] * inverse_rows[:, None]
+                          + d_cols[:, None, :] * inverse_cols[None, :])
+    d_rho[:, np.abs(rho) == 1.0] = 0.0
+    return s, d_rho, inverse_rows, inverse_cols
+
+
 class Activation:
     """Base class of an activation with its dual kernels.
 
@@ -82,6 +101,11 @@ class Activation:
     """
 
     name = None
+
+    #: Whether σ is positively homogeneous of degree 1 (σ(c x) = c σ(x) for
+    #: c > 0).  Then the kernels satisfy K(X; β, σ_w) = s² K(X/s; β/s, σ_w),
+    #: which the recursion uses to bring any input scale into range.
+    homogeneous = False
 
     #: Scratch arrays shaped like a tile that :meth:`dual` computes in; 0 for
     #: an activation that allocates its own temporaries.  Fresh tile-sized
@@ -157,6 +181,8 @@ class PiecewiseLinearActivation(Activation):
     With C = (a − b)²/2π, A = (a² + b²)/2 and θ = arccos ρ:
     k = C·s·sin θ + (A − C θ) q12 and kdot = A − C θ (arc-cosine kernels).
     """
+
+    homogeneous = True
 
     def __init__(self, name, negative_slope, positive_slope):
         self.name = name
@@ -249,7 +275,24 @@ class PiecewiseLinearActivation(Activation):
 
 
 class ErfActivation(Activation):
-    """σ = erf: the arcsine kernel of Williams (1997)."""
+    """σ = erf: the arcsine kernel of Williams (1997).
+
+    With a² = 1 + 2q per point, r = 2 q12 / (a_x a_y) and D = 1 − r²:
+    k = (2/π) arcsin r and kdot = (4/π) / (a_x a_y sqrt D).  Written so
+    for every representable q: per point u = 1/(1 + 2q), G = 2q/(1 + 2q)
+    = 1 − u; ρ is snapped as in :func:`_correlation`.  D is never
+    formed as (1 + 2q11)(1 + 2q22) − 4 q12², which overflows for q ≳ 1e77
+    and cancels as q grows (kdot of duplicates had a 1e-9 error at q = 1e16),
+    but as a sum of non-negative terms,
+
+        D = u_x + u_y − u_x u_y + G_x G_y (1 − ρ²) = u_y R²,
+        R² = 1 + 2 q22 E,   E = G_x (1 − ρ²) + u_x,
+
+    so that kdot = (4/π) (1/a_x) / R and, since arcsin r = arctan(r/sqrt D),
+    k = (2/π) arctan((2 q12/a_x) / R): accurate also where r → 1, where
+    arcsin(r) would turn the rounding of r into an error of order sqrt(eps),
+    and numpy's arctan is cheaper than its arcsin.
+    """
 
     name = "erf"
 
@@ -257,66 +300,105 @@ class ErfActivation(Activation):
         return erf(x)
 
     def derivative(self, x):
+        # exp(-x²) is 0 in float64 from |x| = 27.3 on: clipping |x| at 40
+        # changes nothing there and keeps x² from overflowing.
+        x = np.clip(x, -40.0, 40.0)
         return (2.0 / np.sqrt(np.pi)) * np.exp(-np.square(x))
 
     workspace_size = 2
 
     def prepare(self, variances, eval_gradient=False):
-        # (q, 1 + 2q) per point, once per layer rather than once per tile.
-        variances = [np.asarray(q, dtype=float) for q in variances]
-        return [(q, 1.0 + 2.0 * q) for q in variances]
+        # Per point, once per layer rather than once per tile:
+        # (q, u = 1/(1 + 2q), G = 2q/(1 + 2q), 2q, snapped 1/sqrt q,
+        #  1/a = sqrt u).  q + 1/2 = (1 + 2q)/2 rather than 1 + 2q: the same
+        # ratios (scaling by 2 is exact) without overflow up to the largest q.
+        features = []
+        for q in variances:
+            q = np.asarray(q, dtype=float)
+            half = q + 0.5
+            u = 0.5 / half
+            features.append(
+                (q, u, q / half, 2.0 * q, _snapped_inverse_sqrt(q), np.sqrt(u))
+            )
+        return features
 
     @staticmethod
-    def _product(rows, cols, out=None):
-        return np.multiply(rows[1][:, None], cols[1][None, :], out=out)
+    def _root(rows, cols, cov, out=None):
+        """R = a_y sqrt(D) = sqrt(1 + 2 q22 E), computed into ``out``."""
+        root = _correlation(cov, rows[4], cols[4], out=out)
+        # E = G_x (1 - ρ²) + u_x >= u_x > 0 (|ρ| <= 1 after clipping).
+        np.multiply(root, root, out=root)
+        np.subtract(1.0, root, out=root)
+        root *= rows[2][:, None]
+        root += rows[1][:, None]
+        root *= cols[3][None, :]
+        root += 1.0
+        return np.sqrt(root, out=root)
 
     def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         in_place = workspace is not None
         if not in_place:
             workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
-        product = self._product(rows, cols, out=workspace[0])
-        # kdot = (4/π) / sqrt(product - 4 q12²); product - 4 q12² >=
-        # 1 + 2 q11 + 2 q22 > 0, so nothing is singular.
-        kdot = np.multiply(cov, cov, out=workspace[1])
-        kdot *= -4.0
-        kdot += product
-        np.sqrt(kdot, out=kdot)
-        np.divide(4.0 / np.pi * scale, kdot, out=kdot)
-        # k = (2/π) arcsin(2 q12 / sqrt(product)).
-        np.sqrt(product, out=product)
-        k = np.divide(cov, product, out=cov if in_place else product)
-        k *= 2.0
-        k.clip(-1.0, 1.0, out=k)
-        np.arcsin(k, out=k)
+        root = self._root(rows, cols, cov, out=workspace[0])
+        inverse_a_rows = rows[5][:, None]
+        # k = σ_w² (2/π) arctan((2 q12/a_x) / R).
+        k = np.multiply(cov, 2.0 * inverse_a_rows,
+                        out=cov if in_place else np.empty_like(cov))
+        k /= root
+        np.arctan(k, out=k)
         k *= 2.0 / np.pi * scale
+        # kdot = σ_w² (4/π) (1/a_x) / R.
+        kdot = np.divide((4.0 / np.pi * scale) * inverse_a_rows, root, out=root)
         return k, kdot
 
     def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        k, kdot = self.dual(rows, cols, cov)
-        # rows[1] and cols[1] are 1 + 2q, the factors of the product.
-        d_product = (
-            2.0 * d_rows[:, :, None] * cols[1][None, None, :]
-            + 2.0 * d_cols[:, None, :] * rows[1][None, :, None]
+        # In (q11, q22, ρ) rather than (q11, q22, q12): at fixed ρ nothing
+        # cancels, while dq12 − q12 (u_x dq11 + u_y dq22) loses eps/u of
+        # relative accuracy at duplicates.  With r = ρ g_x g_y, dg = u² dq/g
+        # and (2/π)/sqrt(D) = kdot a_x a_y / 2, a g = sqrt(2q):
+        #   dk = kdot [s dρ + ρ s (u_x dq11/q11 + u_y dq22/q22)/2],
+        # and from D = u_x + u_y − u_x u_y + G_x G_y (1 − ρ²), du = −2u² dq:
+        #   dkdot = kdot [−u_x dq11 − u_y dq22
+        #                 + (ρ² (u_x² G_y dq11 + u_y² G_x dq22) + G_x G_y ρ dρ)/D].
+        _, kdot = self.dual(rows, cols, cov)
+        rho = _correlation(cov, rows[4], cols[4])
+        s, d_rho, inverse_rows, inverse_cols = _correlation_tangents(
+            cov, rho, rows[0], cols[0], d_rows, d_cols, d_cov)
+        denominator = self._root(rows, cols, cov)
+        denominator *= denominator
+        denominator *= cols[1][None, :]
+        u_x, big_g_x = rows[1][:, None], rows[2][:, None]
+        u_y, big_g_y = cols[1][None, :], cols[2][None, :]
+        d11, d22 = d_rows[:, :, None], d_cols[:, None, :]
+        rho_s = rho * s
+        dk = kdot * (s * d_rho + 0.5 * rho_s * (
+            u_x * inverse_rows[:, None] * d11 + u_y * inverse_cols[None, :] * d22))
+        # u²/D as u (u/D): u² alone underflows where u ~ 1e-200.
+        dkdot = kdot * (
+            -u_x * d11 - u_y * d22
+            + rho * rho * (u_x * (u_x / denominator) * big_g_y * d11
+                           + u_y * (u_y / denominator) * big_g_x * d22)
+            + big_g_x * big_g_y * rho * d_rho / denominator
         )
-        product = self._product(rows, cols)
-        denominator = product - 4.0 * cov * cov
-        # k = (2/π) arcsin(2 q12 / sqrt(P)):  dk = (2/π) d(ratio) sqrt(P / (P - 4 q12²)).
-        d_ratio = 2.0 * d_cov / np.sqrt(product) - cov / product**1.5 * d_product
-        dk = (2.0 / np.pi) * d_ratio * np.sqrt(product / denominator)
-        dkdot = -0.5 * kdot * (d_product - 8.0 * cov * d_cov) / denominator
         return dk, dkdot
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
-        k = (2.0 / np.pi) * np.arcsin(2.0 * q / (1.0 + 2.0 * q))
-        kdot = (4.0 / np.pi) / np.sqrt(1.0 + 4.0 * q)
+        # k = (2/π) arcsin(2q/(1 + 2q)) = (2/π) arctan(2q/sqrt(1 + 4q)) and
+        # kdot = (4/π)/sqrt(1 + 4q), written so that nothing overflows for
+        # any representable q (the factors 2 and 4 are exact) and k keeps
+        # full accuracy as 2q/(1 + 2q) -> 1.
+        root = np.sqrt(q + 0.25)
+        k = (2.0 / np.pi) * np.arctan(q / root)
+        kdot = (2.0 / np.pi) / root
         return k, kdot
 
     def dual_diag_jvp(self, q, dq):
+        q = np.asarray(q, dtype=float)
         k, kdot = self.dual_diag(q)
-        root = np.sqrt(1.0 + 4.0 * q)
-        dk = (4.0 / np.pi) * dq / ((1.0 + 2.0 * q) * root)
-        dkdot = -2.0 * kdot * dq / (1.0 + 4.0 * q)
+        # dk = kdot dq/(1 + 2q), dkdot = -2 kdot dq/(1 + 4q).
+        dk = kdot * (0.5 / (q + 0.5)) * dq
+        dkdot = -0.5 * kdot * dq / (q + 0.25)
         return k, kdot, dk, dkdot
 
 
@@ -324,6 +406,7 @@ class IdentityActivation(Activation):
     """σ(x) = x: every layer is linear, k = q12 and kdot = 1."""
 
     name = "identity"
+    homogeneous = True
 
     def function(self, x):
         return np.asarray(x, dtype=float).copy()
@@ -357,7 +440,9 @@ class TrigonometricActivation(Activation):
 
     With m = (q11 + q22)/2: E[sin u sin v] = e^{-m} sinh q12 and
     E[cos u cos v] = e^{-m} cosh q12; the derivative pair swaps the two.
-    Both exponentials are formed as exp(±q12 - m) <= 1, which cannot overflow.
+    Both are formed from exp(±q12 - m), whose exponents are <= 0
+    (|q12| <= sqrt(q11 q22) <= m) and are clipped at 0, so that rounding
+    cannot make exp overflow at any scale: the kernel stays bounded by 1.
     """
 
     def __init__(self, name):
@@ -372,10 +457,17 @@ class TrigonometricActivation(Activation):
 
     workspace_size = 3
 
+    #: Each exponent ±q12 - m is raised by 8 eps · m before clipping at 0 (the
+    #: per-point halves q/2 are lowered by that factor): within rounding of a
+    #: duplicate (or antipode) it is exactly 0, as the snapping of the
+    #: correlation does for the other activations; at large variances, where
+    #: eps · m >~ 1, identical points would otherwise get e^(-O(eps m)).
+    _SNAP = 1.0 - 8.0 * np.finfo(float).eps
+
     def prepare(self, variances, eval_gradient=False):
-        # (q, q/2) per point, once per layer rather than once per tile.
+        # (q, q/2 lowered by the snap) per point, once per layer.
         variances = [np.asarray(q, dtype=float) for q in variances]
-        return [(q, 0.5 * q) for q in variances]
+        return [(q, (0.5 * self._SNAP) * q) for q in variances]
 
     def _pair(self, up, down, scale=1.0, out=(None, None)):
         """(k, kdot) from up = exp(q12 - m) and down = exp(-q12 - m).
@@ -392,35 +484,89 @@ class TrigonometricActivation(Activation):
             return hyperbolic_sine, hyperbolic_cosine
         return hyperbolic_cosine, hyperbolic_sine
 
+    #: Where every variance of a tile is at least this, sinh q12 is taken as
+    #: (e^{q12} - e^{-q12})/2: its absolute error eps·e^{-m} is then within
+    #: 5 eps of sqrt(k(x,x) k(x',x')) >= (1 - e^{-1/2})/2.  Tiles with smaller
+    #: variances use expm1 (1.7x the cost of exp), as the difference would
+    #: lose all precision against a kernel of size ~q.
+    _SMALL_VARIANCE = 0.25
+
     def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         in_place = workspace is not None
         if not in_place:
             workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
+        if min(np.min(rows[0], initial=np.inf),
+               np.min(cols[0], initial=np.inf)) < self._SMALL_VARIANCE:
+            return self._small_dual(rows, cols, cov, workspace, scale, in_place)
         up = np.subtract(cov, rows[1][:, None], out=workspace[0])
         up -= cols[1][None, :]
-        down = np.add(cov, rows[1][:, None], out=workspace[1])
-        down += cols[1][None, :]
-        np.negative(down, out=down)
+        np.minimum(up, 0.0, out=up)
+        down = np.subtract(-rows[1][:, None], cov, out=workspace[1])
+        down -= cols[1][None, :]
+        np.minimum(down, 0.0, out=down)
         np.exp(up, out=up)
         np.exp(down, out=down)
         return self._pair(up, down, scale, out=(cov if in_place else None, workspace[2]))
 
+    def _small_dual(self, rows, cols, cov, workspace, scale, in_place):
+        """:meth:`dual` without cancellation: with big = e^{|q12| - m} and
+        e = expm1(-2|q12|), the sinh-type half is sign(q12) big (-e)/2 and
+        the cosh-type half big (2 + e)/2."""
+        magnitude = np.abs(cov, out=workspace[0])
+        big = np.subtract(magnitude, rows[1][:, None], out=workspace[1])
+        big -= cols[1][None, :]
+        np.minimum(big, 0.0, out=big)
+        np.exp(big, out=big)
+        big *= 0.5 * scale
+        small = np.multiply(magnitude, -2.0, out=magnitude)
+        np.expm1(small, out=small)
+        hyperbolic_sine = np.multiply(big, small, out=workspace[2])
+        target = cov if in_place else np.empty_like(cov)
+        if self._sign < 0:
+            k = np.copysign(hyperbolic_sine, cov, out=target)
+            small += 2.0
+            return k, np.multiply(small, big, out=big)
+        kdot = np.copysign(hyperbolic_sine, cov, out=hyperbolic_sine)
+        small += 2.0
+        return np.multiply(small, big, out=target), kdot
+
     def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        k, kdot = self.dual(rows, cols, cov)
+        # With up = exp(q12 - m) and down = exp(-q12 - m) as in dual(),
+        # d(up) = up (dq12 - dm) and d(down) = -down (dq12 + dm); k and kdot
+        # are (up ∓ down)/2.  Where dual() snapped an exponent to 0 (a
+        # duplicate or an antipode), dq12 ∓ dm is 0 too: computed, it would
+        # be rounding noise of order eps·q, which at large q swamps the
+        # kernel's own scale.
+        up = np.subtract(cov, rows[1][:, None])
+        up -= cols[1][None, :]
+        down = np.subtract(-rows[1][:, None], cov)
+        down -= cols[1][None, :]
         d_mean = 0.5 * (d_rows[:, :, None] + d_cols[:, None, :])
-        dk = -d_mean * k[None] + kdot[None] * d_cov
-        dkdot = -d_mean * kdot[None] + k[None] * d_cov
-        return dk, dkdot
+        rising = np.where(up < 0.0, d_cov - d_mean, 0.0)
+        falling = np.where(down < 0.0, d_cov + d_mean, 0.0)
+        rising *= 0.5 * np.exp(np.minimum(up, 0.0))
+        falling *= 0.5 * np.exp(np.minimum(down, 0.0))
+        if self._sign < 0:
+            return rising + falling, rising - falling
+        return rising - falling, rising + falling
 
     def dual_diag(self, q):
         q = np.asarray(q, dtype=float)
-        # m = q12 = q: up = exp(0) = 1 and down = exp(-2q).
-        return self._pair(np.ones_like(q), np.exp(-2.0 * q))
+        # m = q12 = q: (1 - e^{-2q})/2 and (1 + e^{-2q})/2, the first by
+        # expm1 (it is ~q for small q).
+        small = np.expm1(-2.0 * q)
+        hyperbolic_sine, hyperbolic_cosine = -0.5 * small, 1.0 + 0.5 * small
+        if self._sign < 0:
+            return hyperbolic_sine, hyperbolic_cosine
+        return hyperbolic_cosine, hyperbolic_sine
 
     def dual_diag_jvp(self, q, dq):
         k, kdot = self.dual_diag(q)
-        # d/dq of e^{-q} sinh q (or cosh q) along q11 = q22 = q12 = q.
-        return k, kdot, (kdot - k) * dq, (k - kdot) * dq
+        # d/dq of e^{-q} sinh q and e^{-q} cosh q along q11 = q22 = q12 = q
+        # is ±e^{-2q}: formed directly, not as kdot - k, which would cancel
+        # to rounding noise of order eps·q at large q.
+        down = np.exp(-2.0 * np.asarray(q, dtype=float))
+        return k, kdot, -self._sign * down * dq, self._sign * down * dq
 
 
 class GeluActivation(Activation):
@@ -430,7 +576,32 @@ class GeluActivation(Activation):
     ψ = arcsin(q / sqrt P):
     k = q/4 + [(q² + p δ²)/(P δ) + q ψ] / 2π and
     kdot = 1/4 + ψ/2π + q [1/δ² + (1 − p)/P + 1] / (2π δ).
-    δ >= 1, so nothing is singular.
+
+    Evaluated as written, P overflows for q ≳ 1e154 and δ² = P − q² cancels
+    catastrophically from q ≈ 1e8 on.  Instead, per point, b = sqrt(1 + q),
+    u = 1/(1 + q) and G = q/(1 + q) = 1 − u; per entry, ρ snapped as in
+    :func:`_correlation`, t = q12/b_x and δ² = P u_y S² with
+
+        S² = 1 + q22 E,   E = G_x (1 − ρ²) + u_x,
+
+    a sum of non-negative terms.  Then ψ = arctan(t/S) (accurate also where
+    q/sqrt P → 1, unlike arcsin), and since (1 − p)/P + 1 = u_x + u_y,
+
+        k    = q (1/4 + ψ/2π) + [t (t/S) u_y / b_x + (q11/b_x) G_y S] / 2π,
+        kdot = 1/4 + ψ/2π + (t/S) [u_x (1 + 1/S²) + u_y] / 2π.
+
+    Every term is bounded by a multiple of sqrt(q11 q22) (k) or of 1 (kdot),
+    and as q → ∞ (u → 0, G → 1, S → sqrt(q22 (1 − ρ²))) they tend to
+    relu's arc-cosine kernels q/4 + (s sqrt(1 − ρ²) + q arcsin ρ)/2π and
+    1/4 + arcsin(ρ)/2π.
+
+    The tangents use Price's theorem, dk = ∂k/∂q11 dq11 + ∂k/∂q22 dq22 +
+    kdot dq12, with the partial derivatives ∂k/∂q11 = E[σ''(u)σ(v)]/2,
+    ∂kdot/∂q11 = E[σ'''(u)σ'(v)]/2 and ∂kdot/∂q12 = E[σ''(u)σ''(v)] in
+    closed form (σ'' = φ (2 − x²), σ''' = φ (x³ − 4x)): multiplying the
+    Gaussian density by φ(u) (or φ(u)φ(v)) gives another Gaussian, under
+    which the remaining moments follow from Stein's lemma.  See
+    :meth:`_partials`.
     """
 
     name = "gelu"
@@ -439,78 +610,196 @@ class GeluActivation(Activation):
         return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
 
     def derivative(self, x):
-        return 0.5 * (1.0 + erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(
-            _TWO_PI
-        )
+        # exp(-x²/2) is 0 in float64 from |x| = 38.6 on: clipping x at 40 in
+        # the exponent changes nothing and keeps x² from overflowing.
+        clipped = np.clip(x, -40.0, 40.0)
+        return 0.5 * (1.0 + erf(x / np.sqrt(2.0))) + x * np.exp(
+            -0.5 * clipped * clipped
+        ) / np.sqrt(_TWO_PI)
 
-    @staticmethod
-    def _terms(q11, q22, q):
-        p = q11 * q22
-        big_p = (1.0 + q11) * (1.0 + q22)
-        delta_sq = big_p - q * q
-        delta = np.sqrt(delta_sq)
-        ratio = np.clip(q / np.sqrt(big_p), -1.0, 1.0)
-        psi = np.arcsin(ratio)
-        numerator = q * q + p * delta_sq
-        bracket = 1.0 / delta_sq + (1.0 - p) / big_p + 1.0
-        k = 0.25 * q + (numerator / (big_p * delta) + q * psi) / _TWO_PI
-        kdot = 0.25 + psi / _TWO_PI + q * bracket / (_TWO_PI * delta)
-        return k, kdot, (p, big_p, delta_sq, delta, psi, numerator, bracket)
+    workspace_size = 4
 
-    @staticmethod
-    def _tangents(q11, q22, q, d11, d22, dq, k, kdot, parts):
-        p, big_p, delta_sq, delta, psi, numerator, bracket = parts
-        dp = d11 * q22 + q11 * d22
-        d_big_p = d11 * (1.0 + q22) + (1.0 + q11) * d22
-        d_delta_sq = d_big_p - 2.0 * q * dq
-        d_delta = d_delta_sq / (2.0 * delta)
-        sqrt_big_p = np.sqrt(big_p)
-        d_ratio = dq / sqrt_big_p - (q / sqrt_big_p) * d_big_p / (2.0 * big_p)
-        # d arcsin(r) = dr / sqrt(1 - r²) and sqrt(1 - r²) = δ / sqrt(P).
-        d_psi = d_ratio * sqrt_big_p / delta
-        d_numerator = 2.0 * q * dq + dp * delta_sq + p * d_delta_sq
-        denominator = big_p * delta
-        d_fraction = (
-            d_numerator / denominator
-            - numerator * (d_big_p * delta + big_p * d_delta) / denominator**2
-        )
-        dk = 0.25 * dq + (d_fraction + dq * psi + q * d_psi) / _TWO_PI
-        d_bracket = -d_delta_sq / delta_sq**2 + (-dp * big_p - (1.0 - p) * d_big_p) / (
-            big_p**2
-        )
-        d_q_over_delta = dq / delta - q * d_delta / delta_sq
-        dkdot = d_psi / _TWO_PI + (d_q_over_delta * bracket + (q / delta) * d_bracket) / (
-            _TWO_PI
-        )
-        return dk, dkdot
+    def prepare(self, variances, eval_gradient=False):
+        # Per point, once per layer: (q, u, G, b, snapped 1/sqrt q, q/b).
+        # Nothing here overflows for any representable q.
+        features = []
+        for q in variances:
+            q = np.asarray(q, dtype=float)
+            w = 1.0 + q
+            b = np.sqrt(w)
+            features.append((q, 1.0 / w, q / w, b, _snapped_inverse_sqrt(q), q / b))
+        return features
 
-    def _dual(self, rows, cols, cov):
-        k, kdot, _ = self._terms(rows[0][:, None], cols[0][None, :], cov)
+    def dual(self, rows, cols, cov, workspace=None, scale=1.0):
+        in_place = workspace is not None
+        if not in_place:
+            workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
+        u_x, big_g_x, b_x = (part[:, None] for part in rows[1:4])
+        u_y, big_g_y = cols[1][None, :], cols[2][None, :]
+        factor = scale / _TWO_PI
+        # S² = 1 + q22 (G_x (1 - ρ²) + u_x), ρ clipped to ±1.
+        s = _correlation(cov, rows[4], cols[4], out=workspace[0])
+        np.multiply(s, s, out=s)
+        np.subtract(1.0, s, out=s)
+        s *= big_g_x
+        s += u_x
+        s *= cols[0][None, :]
+        s += 1.0
+        bracket = np.divide(1.0, s, out=workspace[1])
+        np.sqrt(s, out=s)
+        t = np.multiply(cov, 1.0 / b_x, out=workspace[2])
+        ratio = np.divide(t, s, out=workspace[3])
+        # σ_w² (t/S) [u_x (1 + 1/S²) + u_y] / 2π, the last term of kdot.
+        bracket += 1.0
+        bracket *= u_x * factor
+        bracket += u_y * factor
+        bracket *= ratio
+        # σ_w² [t (t/S) u_y / b_x + (q11/b_x) G_y S] / 2π, the last of k.
+        t *= ratio
+        t *= factor / b_x
+        t *= u_y
+        s *= factor * rows[5][:, None]
+        s *= big_g_y
+        t += s
+        # σ_w² (1/4 + ψ/2π), ψ = arctan(t/S), is kdot's first term; q12
+        # times it is k's.
+        kdot0 = np.arctan(ratio, out=s)
+        kdot0 *= factor
+        kdot0 += 0.25 * scale
+        k = np.multiply(cov, kdot0, out=cov if in_place else workspace[3])
+        k += t
+        kdot = np.add(bracket, kdot0, out=bracket)
         return k, kdot
 
-    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        q11, q22 = rows[0][:, None], cols[0][None, :]
-        k, kdot, parts = self._terms(q11, q22, cov)
-        dk, dkdot = self._tangents(
-            q11[None], q22[None], cov[None],
-            d_rows[:, :, None], d_cols[:, None, :], d_cov,
-            k, kdot, tuple(part[None] if np.ndim(part) else part for part in parts),
+    @staticmethod
+    def _partials(q11, q22, q12, rho, x, y):
+        """(∂k/∂q11, ∂k/∂q22, ∂kdot/∂q11, ∂kdot/∂q22, ∂kdot/∂q12), unscaled.
+
+        ``x`` and ``y`` are the per-point features (u, G, b) broadcast
+        against q12; ``rho`` is the clipped correlation.  With
+        ω = 1 − ρ² and Δ = δ²/P = u_x + u_y − u_x u_y + G_x G_y ω:
+
+        * weighting by φ(u) leaves (u, v) Gaussian with variances
+          (G_x, d_x = q22 (ω + ρ² u_x)) and covariance c_x = q12 u_x, and
+          (1 + q11)(1 + d_x) = δ²;
+        * weighting by φ(u)φ(v) leaves variances a'' = G_x (u_y + G_y ω)/Δ,
+          d'' = G_y (u_x + G_x ω)/Δ and covariance c'' = q12 u_x u_y / Δ,
+          with normaliser 1/(2π δ).
+
+        Then, all terms bounded and the first sum free of cancellation,
+        ∂k/∂q11 = [q22 (G_x ω + 2 u_x (ω + ρ² u_x)) − c_x²/(1 + d_x)] / (4π δ),
+        ∂kdot/∂q11 = [c_x (3 G_x − 4 − c_x²/(1 + d_x)) + c'' (3 a'' − 4)] / (4π δ),
+        ∂kdot/∂q12 = [(2 − a'')(2 − d'') + 2 c''²] / (2π δ).
+        """
+        u_x, big_g_x, b_x = x
+        u_y, big_g_y, b_y = y
+        omega = (1.0 - rho) * (1.0 + rho)
+        rho2 = rho * rho
+        delta_ratio = u_x + u_y - u_x * u_y + big_g_x * big_g_y * omega
+        delta = b_x * b_y * np.sqrt(delta_ratio)
+        partials = []
+        for (q_other, u_a, big_g_a), (u_b, big_g_b) in (
+            ((q22, u_x, big_g_x), (u_y, big_g_y)), ((q11, u_y, big_g_y), (u_x, big_g_x))
+        ):
+            # c² = ρ² q_other G_a u_a (= q12² u_a², without forming q12²).
+            d = q_other * (omega + rho2 * u_a)
+            c = q12 * u_a
+            c2_ratio = rho2 * q_other * big_g_a * u_a / (1.0 + d)
+            partials.append((
+                q_other * (big_g_a * omega + 2.0 * u_a * (omega + rho2 * u_a))
+                - c2_ratio,
+                c * (3.0 * big_g_a - 4.0 - c2_ratio),
+                big_g_a * (u_b + big_g_b * omega) / delta_ratio,
+            ))
+        c_pp = q12 * u_x * u_y / delta_ratio
+        (k_x, kd_x, a_pp), (k_y, kd_y, d_pp) = partials
+        inverse = 1.0 / (4.0 * np.pi * delta)
+        return (
+            k_x * inverse,
+            k_y * inverse,
+            (kd_x + c_pp * (3.0 * a_pp - 4.0)) * inverse,
+            (kd_y + c_pp * (3.0 * d_pp - 4.0)) * inverse,
+            ((2.0 - a_pp) * (2.0 - d_pp) + 2.0 * c_pp * c_pp) * (2.0 * inverse),
         )
+
+    def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
+        _, kdot = self.dual(rows, cols, cov)
+        rho = _correlation(cov, rows[4], cols[4])
+        q11, q22 = rows[0][:, None], cols[0][None, :]
+        x = tuple(rows[i][:, None] for i in (1, 2, 3))
+        y = tuple(cols[i][None, :] for i in (1, 2, 3))
+        k_x, k_y, _, _, kd_xy = self._partials(q11, q22, cov, rho, x, y)
+        d11, d22 = d_rows[:, :, None], d_cols[:, None, :]
+        dk = k_x * d11 + k_y * d22 + kdot * d_cov
+        # kdot's partials in q11 and q22 at fixed q12 nearly cancel with
+        # ∂kdot/∂q12 · ∂q12/∂q11 near ρ = 1 (from O(u^1/2) to O(u^3/2) at
+        # duplicates): kdot is differentiated at fixed ρ instead (see
+        # _fixed_correlation_slopes), plus ∂kdot/∂ρ = s ∂kdot/∂q12 dρ.
+        s, d_rho, inverse_rows, inverse_cols = _correlation_tangents(
+            cov, rho, rows[0], cols[0], d_rows, d_cols, d_cov)
+        slope_x, slope_y = self._fixed_correlation_slopes(
+            rho, x, y, inverse_rows[:, None], inverse_cols[None, :])
+        dkdot = slope_x * d11 + slope_y * d22 + (kd_xy * s) * d_rho
         return dk, dkdot
 
-    def dual_diag(self, q):
+    @staticmethod
+    def _fixed_correlation_slopes(rho, x, y, inverse_x, inverse_y):
+        """(∂kdot/∂q11, ∂kdot/∂q22) at fixed ρ.
+
+        With r = ρ g_x g_y, D = 1 − r² (formed as in dual()),
+        H = u_x (1 + u_y/D) + u_y and kdot = 1/4 + [arcsin r + (r/√D) H]/2π;
+        at fixed ρ and q22, dr = r u_x dq11/(2 q11), dD = −r² u_x dq11/q11
+        and du_x = −u_x² dq11, so that
+        2π ∂kdot/∂q11 = (r u_x/√D) [((1 + H)/2 + r² H/(2D)
+                                     + r² (u_x/D)(u_y/D))/q11 − u_x (1 + u_y/D)],
+        terms of one order that do not cancel.
+        """
+        (u_x, big_g_x, _), (u_y, big_g_y, _) = x, y
+        omega = (1.0 - rho) * (1.0 + rho)
+        big_d = u_x + u_y - u_x * u_y + big_g_x * big_g_y * omega
+        r = rho * np.sqrt(big_g_x * big_g_y)
+        root = np.sqrt(big_d)
+        ratio_x, ratio_y = u_x / big_d, u_y / big_d
+        h = u_x * (1.0 + ratio_y) + u_y
+        common = (0.5 * (1.0 + h) + 0.5 * r * r * h / big_d
+                  + r * r * ratio_x * ratio_y)
+        factor = r / (_TWO_PI * root)
+        slope_x = factor * u_x * (common * inverse_x - u_x * (1.0 + ratio_y))
+        slope_y = factor * u_y * (common * inverse_y - u_y * (1.0 + ratio_x))
+        return slope_x, slope_y
+
+    def _diag_features(self, q):
         q = np.asarray(q, dtype=float)
-        k, kdot, _ = self._terms(q, q, q)
+        w = 1.0 + q
+        return q, 1.0 / w, q / w, np.sqrt(w)
+
+    def dual_diag(self, q):
+        # The tile formulas at q11 = q22 = q12 = q, ρ = 1: h = g, r = G,
+        # E = u and S² = 1 + q u = 1 + G.
+        q, u, big_g, b = self._diag_features(q)
+        s2 = 1.0 + big_g
+        s = np.sqrt(s2)
+        t = q / b
+        ratio = t / s
+        kdot0 = 0.25 + np.arctan(ratio) / _TWO_PI
+        k = q * kdot0 + (t * ratio * u / b + t * big_g * s) / _TWO_PI
+        kdot = kdot0 + ratio * (u * (1.0 + 1.0 / s2) + u) / _TWO_PI
         return k, kdot
 
     def dual_diag_jvp(self, q, dq):
-        q = np.asarray(q, dtype=float)
-        k, kdot, parts = self._terms(q, q, q)
-        dk, dkdot = self._tangents(
-            q[None], q[None], q[None], dq, dq, dq,
-            k, kdot, tuple(part[None] for part in parts),
+        k, kdot = self.dual_diag(q)
+        q, u, big_g, b = self._diag_features(q)
+        k_x, k_y, _, _, _ = self._partials(
+            q, q, q, np.ones_like(q), (u, big_g, b), (u, big_g, b)
         )
-        return k, kdot, dk, dkdot
+        # dkdot/dq along q11 = q22 = q12 = q: the three partials cancel to
+        # O(q^-3/2) from O(q^-1/2) terms, so it is differentiated directly:
+        # with kdot = 1/4 + arcsin(1 - u)/2π + (1 - u)(5 - 2u) sqrt(u)
+        # (2 - u)^(-3/2)/2π and du/dq = -u²,
+        # dkdot/dq = -u^(3/2) (1 - 12u + 9u² - 2u³) / (2π (2 - u)^(5/2)).
+        polynomial = 1.0 + u * (-12.0 + u * (9.0 - 2.0 * u))
+        slope = -u * np.sqrt(u) * polynomial / (_TWO_PI * (2.0 - u) ** 2.5)
+        return k, kdot, (k_x + k_y + kdot) * dq, slope * dq
 
 
 # --------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ._activations import get_activation
-from ._gradient_flow import EigenFactorization, factorize
+from ._gradient_flow import factorize
 from ._parameters import N_JOBS_CONSTRAINT, NETWORK_PARAMETER_CONSTRAINTS
+from ._range import checked_range, range_error
 from ._recursion import diagonal, kernel_matrices
 
 # ---------------------------------------------------------------------------
@@ -63,7 +64,7 @@ def _cached_eigen_factorization(
     K, _ = _cached(memory, _training_kernels)(
         X, depth, activation, beta, weight_std, kind, n_jobs
     )
-    return EigenFactorization.of(K, alpha)
+    return factorize(K, alpha, finite_time=True)
 
 
 def _cached(memory, function):
@@ -140,12 +141,32 @@ class _BaseGradientFlow(BaseEstimator):
         self.X_train_ = X
         self._targets = targets
         self._fitted_t = float(self.t)
-        self._factorization, self._train_nngp = self._factorize(
-            finite_time=np.isfinite(self._fitted_t)
-        )
-        time_scale = self._time_scale(self._fitted_t)
-        self._dual_coef = self._factorization.coefficients(targets, [time_scale])[0]
+        # The kernels raise their own error if they are out of range, and the
+        # linear algebra runs at unit scale (see _gradient_flow), so an
+        # overflow here means coefficients beyond float64.
+        with self._checked_range("The dual coefficients", X):
+            self._factorization, self._train_nngp = self._factorize(
+                finite_time=np.isfinite(self._fitted_t)
+            )
+            time_scale = self._time_scale(self._fitted_t)
+            self._dual_coef = self._factorization.coefficients(targets, [time_scale])[0]
+        self._check_finite("The dual coefficients", X, self._dual_coef)
         return self
+
+    def _checked_range(self, what, X):
+        """:func:`~sklearn_ntk._range.checked_range` with this network's parameters."""
+        return checked_range(what, (X,), self.beta, self.weight_std)
+
+    def _check_finite(self, what, X, *results):
+        """Raise the range error if a result is not finite.
+
+        LAPACK and einsum do not report overflow through numpy's error
+        state: their results are checked instead (O(size), once).
+        """
+        for result in results:
+            if result is not None and not np.all(np.isfinite(result)):
+                raise range_error(f"{what} are not representable in float64",
+                                  [X], self.beta, self.weight_std)
 
     def _factorize(self, finite_time):
         """(factorisation of K + αI, 𝒦(X, X) or None), through ``memory``."""
@@ -227,6 +248,13 @@ class _BaseGradientFlow(BaseEstimator):
             )
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)
+        with self._checked_range("The predictions", X):
+            means, spread = self._posterior_in_range(X, times, return_std, return_cov)
+        self._check_finite("The predictions", X, means, spread)
+        return means, spread
+
+    def _posterior_in_range(self, X, times, return_std, return_cov):
+        """:meth:`_posterior` on validated X, under the floating-point checks."""
         time_scales = [self._time_scale(t) for t in times]
         factorization = self._factorization
         if list(times) == [self._fitted_t]:

@@ -24,16 +24,27 @@ eigendecomposition shared by every output and time).  The estimators in
 :mod:`sklearn_ntk._estimators` hold one and never look inside it.
 """
 
+import math
 import warnings
 
 import numpy as np
 from scipy import linalg
+
+from ._range import power_of_two_exponent
 
 #: LAPACK driver of the symmetric eigendecomposition: divide and conquer is
 #: as fast as any driver and keeps the eigenvectors orthogonal to 5e-15,
 #: where MRRR ("evr") gives only 1e-10
 #: (``benchmarks/bench_estimators.py --only drivers``).
 EIGH_DRIVER = "evd"
+
+#: The linear algebra runs on (K + αI) / 2^e, with 2^e ~ the largest diagonal
+#: entry of the training kernel, when that is outside 2^±128: the
+#: factorisation, its products with the cross kernels and the covariances
+#: then stay far from overflow and underflow at any kernel scale.  The
+#: rescaling is exact (α and the time scale c = ηt/N absorb it: α/2^e,
+#: c·2^e), so means are invariant and covariances scale back by 2^e.
+UNSCALED_KERNEL_EXPONENTS = 128
 
 
 class SingularKernelWarning(UserWarning):
@@ -95,19 +106,38 @@ def _with_ridge(K, alpha):
 
 
 class Factorization:
-    """A factorisation of K + αI answering the gradient-flow posterior.
+    """A factorisation of (K + αI) / 2^e answering the gradient-flow posterior.
 
-    Every method takes a list of time scales c = η t / N and returns one
-    result per time scale, stacked along the first axis.
+    Every public method takes a list of time scales c = η t / N and returns
+    one result per time scale, stacked along the first axis.  The power of
+    two 2^e (``scale_exponent``, see UNSCALED_KERNEL_EXPONENTS) is handled
+    here; subclasses implement the underscored methods in the units of the
+    factorisation, where a time scale c is c·2^e and a kernel K is K/2^e.
     """
+
+    scale_exponent = 0
 
     def supports(self, time_scales):
         """Whether every time scale in ``time_scales`` can be answered."""
         raise NotImplementedError
 
+    def _in_units(self, *kernels):
+        return [np.ldexp(kernel, -self.scale_exponent) for kernel in kernels]
+
+    def _times_in_units(self, time_scales):
+        # Beyond float64, c·2^e is infinite: e^{-cλ} is 0 for every λ > 0 anyway.
+        times = []
+        for c in time_scales:
+            try:
+                times.append(math.ldexp(c, self.scale_exponent))
+            except OverflowError:
+                times.append(math.inf)
+        return times
+
     def coefficients(self, Y, time_scales):
         """Dual coefficients a_c with mean = K(x, X) a_c, shape (T, N, k)."""
-        raise NotImplementedError
+        coef = self._coefficients(Y, self._times_in_units(time_scales))
+        return np.ldexp(coef, -self.scale_exponent)
 
     def readout_spread(self, cross_nngp, time_scales, full):
         """Posterior minus prior covariance when only the readout trains (K = 𝒦).
@@ -115,7 +145,12 @@ class Factorization:
         ``cross_nngp`` is 𝒦(x, X) of shape (m, N).  Returns the diagonals
         (T, m), or with ``full`` the matrices (T, m, m).
         """
-        raise NotImplementedError
+        if not self.scale_exponent:
+            return self._readout_spread(cross_nngp, time_scales, full)
+        (cross_nngp,) = self._in_units(cross_nngp)
+        spread = self._readout_spread(cross_nngp, self._times_in_units(time_scales),
+                                      full)
+        return np.ldexp(spread, self.scale_exponent)
 
     def prepare_all_layers(self, train_nngp, n_times):
         """What :meth:`all_layers_spread` needs of 𝒦(X, X), once per prediction.
@@ -123,7 +158,9 @@ class Factorization:
         ``train_nngp`` is 𝒦(X, X) without α; test points come in chunks, and
         whatever costs O(N³) is done here rather than once per chunk.
         """
-        return train_nngp
+        if self.scale_exponent:
+            (train_nngp,) = self._in_units(train_nngp)
+        return self._prepare_all_layers(train_nngp, n_times)
 
     def all_layers_spread(self, cross_ntk, cross_nngp, prepared, time_scales, full):
         """Posterior minus prior covariance when every layer trains (K = Θ).
@@ -132,7 +169,16 @@ class Factorization:
         ``prepared`` comes from :meth:`prepare_all_layers`.  Shapes as
         :meth:`readout_spread`.
         """
-        raise NotImplementedError
+        if not self.scale_exponent:
+            return self._all_layers_spread(cross_ntk, cross_nngp, prepared,
+                                           time_scales, full)
+        cross_ntk, cross_nngp = self._in_units(cross_ntk, cross_nngp)
+        spread = self._all_layers_spread(cross_ntk, cross_nngp, prepared,
+                                         self._times_in_units(time_scales), full)
+        return np.ldexp(spread, self.scale_exponent)
+
+    def _prepare_all_layers(self, train_nngp, n_times):
+        return train_nngp
 
 
 def _spread_terms(A, A_nngp, cross_nngp, full):
@@ -173,11 +219,11 @@ class CholeskyFactorization(Factorization):
     def _solve(self, B):
         return linalg.cho_solve((self.upper, False), B, check_finite=False)
 
-    def coefficients(self, Y, time_scales):
+    def _coefficients(self, Y, time_scales):
         coef = self._solve(Y)
         return np.broadcast_to(coef, (len(time_scales),) + coef.shape)
 
-    def readout_spread(self, cross_nngp, time_scales, full):
+    def _readout_spread(self, cross_nngp, time_scales, full):
         # 𝒦(x,X)(𝒦 + αI)⁻¹𝒦(X,x') = WᵀW with W = U⁻ᵀ𝒦(X,x).
         W = linalg.solve_triangular(
             self.upper, cross_nngp.T, trans="T", lower=False, check_finite=False
@@ -185,7 +231,7 @@ class CholeskyFactorization(Factorization):
         spread = -(W.T @ W) if full else -np.einsum("ij,ij->j", W, W)
         return np.broadcast_to(spread, (len(time_scales),) + spread.shape)
 
-    def all_layers_spread(self, cross_ntk, cross_nngp, prepared, time_scales, full):
+    def _all_layers_spread(self, cross_ntk, cross_nngp, prepared, time_scales, full):
         A = self._solve(cross_ntk.T).T  # Θ(x,X)(Θ + αI)⁻¹
         spread = _spread_terms(A, A @ prepared, cross_nngp, full)
         return np.broadcast_to(spread, (len(time_scales),) + spread.shape)
@@ -224,18 +270,16 @@ class EigenFactorization(Factorization):
         """φ_{factor·c}(λ) for every c, shape (N, T)."""
         return np.stack([phi(self.eigenvalues, factor * c) for c in time_scales], axis=1)
 
-    def coefficients(self, Y, time_scales, projected_targets=None):
-        """As :meth:`Factorization.coefficients`; ``projected_targets`` is Vᵀ Y if known."""
+    def _coefficients(self, Y, time_scales):
         V = self.eigenvectors
-        if projected_targets is None:
-            projected_targets = V.T @ Y
+        projected_targets = V.T @ Y
         filtered = self._filters(time_scales).T[:, :, None] * projected_targets[None]
         n_times, n_train, n_outputs = filtered.shape
         # One product with V for every time: V is read from memory once.
         coef = V @ filtered.transpose(1, 0, 2).reshape(n_train, n_times * n_outputs)
         return coef.reshape(n_train, n_times, n_outputs).transpose(1, 0, 2)
 
-    def readout_spread(self, cross_nngp, time_scales, full):
+    def _readout_spread(self, cross_nngp, time_scales, full):
         B = cross_nngp @ self.eigenvectors
         # (1 − e^{−2cλ})/λ = φ_{2c}(λ).
         filters = self._filters(time_scales, factor=2.0)
@@ -243,7 +287,7 @@ class EigenFactorization(Factorization):
             return -((B * B) @ filters).T
         return np.stack([-((B * filters[:, i]) @ B.T) for i in range(len(time_scales))])
 
-    def prepare_all_layers(self, train_nngp, n_times):
+    def _prepare_all_layers(self, train_nngp, n_times):
         if n_times == 1:
             return train_nngp, None
         # Several times: rotate 𝒦(X, X) into the eigenbasis once (2 N³),
@@ -251,7 +295,7 @@ class EigenFactorization(Factorization):
         V = self.eigenvectors
         return train_nngp, V.T @ train_nngp @ V
 
-    def all_layers_spread(self, cross_ntk, cross_nngp, prepared, time_scales, full):
+    def _all_layers_spread(self, cross_ntk, cross_nngp, prepared, time_scales, full):
         train_nngp, rotated_nngp = prepared
         V = self.eigenvectors
         projected = cross_ntk @ V  # Θ(x,X) V, shared by every time
@@ -275,22 +319,35 @@ def factorize(K, alpha, finite_time):
     ``finite_time`` asks for the eigendecomposition; otherwise a Cholesky
     factorisation, which falls back to the eigendecomposition (the
     pseudo-inverse) with a :class:`SingularKernelWarning` when K + alpha*I is
-    not positive definite to working precision.
+    not positive definite to working precision.  Far from unit scale, the
+    matrix factorised is (K + alpha*I) / 2^e (see UNSCALED_KERNEL_EXPONENTS).
     """
+    exponent = power_of_two_exponent(np.max(K.diagonal(), initial=0.0))
+    if abs(exponent) <= UNSCALED_KERNEL_EXPONENTS:
+        exponent = 0
+    ridge = alpha
+    if exponent:
+        np.ldexp(K, -exponent, out=K)
+        ridge = np.ldexp(alpha, -exponent)
+    factorization = None
     if not finite_time:
         # The Cholesky factor fills one triangle of K's memory and leaves the
         # other intact, which is all the eigendecomposition fallback reads.
         diagonal = K.diagonal().copy()
         try:
-            return CholeskyFactorization.of(K, alpha)
+            factorization = CholeskyFactorization.of(K, ridge)
         except linalg.LinAlgError:
             warnings.warn(
                 "The training kernel K + alpha*I is not positive definite to "
-                f"working precision (alpha={alpha!r}; duplicated training points?). "
-                "Using its pseudo-inverse, the minimum-norm solution, instead of "
-                "a Cholesky solve; increase alpha to regularise.",
+                f"working precision (alpha={alpha!r}; duplicated "
+                "training points?). Using its pseudo-inverse, the minimum-norm "
+                "solution, instead of a Cholesky solve; increase alpha to "
+                "regularise.",
                 SingularKernelWarning,
                 stacklevel=6,  # the user's call of fit
             )
             np.fill_diagonal(K.T, diagonal)
-    return EigenFactorization.of(K, alpha)
+    if factorization is None:
+        factorization = EigenFactorization.of(K, ridge)
+    factorization.scale_exponent = exponent
+    return factorization

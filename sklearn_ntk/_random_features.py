@@ -42,6 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._activations import get_activation
 from ._parameters import NETWORK_PARAMETER_CONSTRAINTS
+from ._range import checked_range, range_error
 
 #: Rows per batch of ``transform``: every hidden layer's activations (and, for
 #: the NTK, its back-propagated gradients) are held for one batch only, so the
@@ -216,17 +217,28 @@ class _RandomNetworkFeatures(
         size = self.n_components if self.projection_ is None else len(self.projection_)
         row_bytes = 8 * (X.shape[1] + 3 * sum(widths) + size + self.n_components + 1)
         batch_size = max(1, _BATCH_BYTES // row_bytes)
-        for batch in gen_batches(X.shape[0], batch_size):
-            inputs, pre_activations = self._forward(X[batch].astype(np.float64))
-            if self.projection_ is None:
-                self._features(inputs, pre_activations, out[batch])
-                continue
-            if self.random_weights_:
-                features = np.empty((len(inputs[0]), size))
-                self._features(inputs, pre_activations, features)
-            else:
-                features = inputs[0]
-            out[batch] = features @ self.projection_ / np.sqrt(self.n_components)
+        # Features grow like the inputs (relu: in proportion): beyond the
+        # range of the output dtype the forward pass overflows, which is
+        # reported, and never returned as inf.
+        range_args = ((X,), self._beta, self._weight_std)
+        with checked_range("The random features", *range_args):
+            for batch in gen_batches(X.shape[0], batch_size):
+                inputs, pre_activations = self._forward(X[batch].astype(np.float64))
+                if self.projection_ is None:
+                    self._features(inputs, pre_activations, out[batch])
+                    continue
+                if self.random_weights_:
+                    features = np.empty((len(inputs[0]), size))
+                    self._features(inputs, pre_activations, features)
+                else:
+                    features = inputs[0]
+                out[batch] = features @ self.projection_ / np.sqrt(self.n_components)
+        # Casts on assignment and user activations need not raise: check.
+        if not np.all(np.isfinite(out)):
+            raise range_error(
+                f"The random features are not representable in {out.dtype}",
+                *range_args,
+            )
         return out
 
     def __sklearn_tags__(self):

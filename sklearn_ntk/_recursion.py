@@ -37,6 +37,14 @@ from joblib.parallel import get_active_backend
 from threadpoolctl import ThreadpoolController
 
 from ._activations import get_activation
+from ._range import (
+    TINY,
+    checked_range,
+    floating_point_checks,
+    max_abs,
+    power_of_two_exponent,
+    range_error,
+)
 
 #: Side of the square tiles when the activation's dual works in place.  With
 #: threads, every numpy call on a tile releases and retakes the GIL, and a
@@ -55,6 +63,21 @@ ALLOCATING_TILE_SIZE = 128
 
 #: Tiles computed one after the other by a task, through one workspace.
 TILES_PER_TASK = 8
+
+#: Positively homogeneous activations (relu, leaky_relu, abs, identity) obey
+#: K(X; β, σ_w) = s² K(X/s; β/s, σ_w) for every s > 0 (each layer's
+#: covariance scales by s², Σ̇ not at all, hence Θ by s²; d/d log β commutes
+#: with the rescaling, so the gradients scale by s² too).  With s = 2^e the
+#: rescaling is exact in floating point, so inputs of any scale run at unit
+#: scale, s ~ max(σ_w max|x|, β), and the results are scaled back: bit for
+#: bit s² times the unit-scale results.  Within 2^±64 of unit scale nothing
+#: is rescaled (it would change nothing but cost two passes).
+UNSCALED_EXPONENTS = 64
+
+#: Squared input norms are summed directly when max |x| is within 2^±400
+#: (no sum of n0 squares can overflow or lose precision to underflow);
+#: otherwise from X / 2^e, and scaled back.
+_DIRECT_NORM_EXPONENTS = 400
 
 
 @functools.lru_cache(maxsize=1)
@@ -95,6 +118,65 @@ class Diagonals:
     ntk_gradient: np.ndarray = None
 
 
+def _input_exponent(activation, arrays, beta, weight_std):
+    """e such that a homogeneous activation runs on X / 2^e and β / 2^e (or 0).
+
+    See UNSCALED_EXPONENTS; other activations are never rescaled.
+    """
+    if not activation.homogeneous:
+        return 0
+    candidates = []
+    largest = max_abs(*arrays)
+    if largest:
+        # 2^e ~ σ_w max|x|, from exponents so that nothing can overflow.
+        candidates.append(
+            power_of_two_exponent(largest) + power_of_two_exponent(weight_std)
+        )
+    if beta:
+        candidates.append(power_of_two_exponent(beta))
+    exponent = max(candidates, default=0)
+    return exponent if abs(exponent) > UNSCALED_EXPONENTS else 0
+
+
+def _mean_squares(X):
+    """Σ_j x_ij² / n0 for each row, without overflow in the sum."""
+    exponent = power_of_two_exponent(max_abs(X))
+    if abs(exponent) <= _DIRECT_NORM_EXPONENTS:
+        return np.einsum("ij,ij->i", X, X) / X.shape[1]
+    scaled = np.ldexp(X, -exponent)
+    return np.ldexp(np.einsum("ij,ij->i", scaled, scaled) / X.shape[1], 2 * exponent)
+
+
+def _check_underflow(final_layers, first_layer, positive, arrays, beta, weight_std):
+    """Raise if a kernel's scale fell below the normal range of float64.
+
+    ``final_layers`` are the returned depths' diagonals (Σ or Θ of every
+    point): every entry of a PSD kernel is bounded by them, so their maximum
+    is the scale of the matrix.  A subnormal scale has lost precision; a zero
+    scale is exact only if nothing underflowed on the way, i.e. unless the
+    first-layer variances, truly positive (``positive``: some x != 0 or
+    β > 0), came out below the normal range.  Entries far below the scale of
+    their matrix may underflow to 0: that is within the accuracy relative to
+    the scale that the kernels have at unit scale too.
+    """
+    first_underflow = positive and max_abs(first_layer) < TINY
+    for values in final_layers:
+        scale = max_abs(values)
+        if scale < TINY and (scale > 0 or first_underflow):
+            raise range_error(
+                "The kernel values underflow below the smallest normal float64 "
+                f"({TINY:.3g}), where they lose precision",
+                arrays, beta, weight_std,
+            )
+
+
+def _rescale(arrays, exponent):
+    """Multiply each array by 2^exponent in place (exact unless out of range)."""
+    for values in arrays:
+        if values is not None:
+            np.ldexp(values, exponent, out=values)
+
+
 def diagonal(X, *, depth, activation, beta, weight_std, eval_gradient=False):
     """Σˡ(x, x) and Θˡ(x, x) for every point and every depth l = 1..L.
 
@@ -112,14 +194,36 @@ def diagonal(X, *, depth, activation, beta, weight_std, eval_gradient=False):
     Returns
     -------
     diagonals : Diagonals
+
+    Raises
+    ------
+    ValueError
+        If the values are not representable in float64 (they overflow, or
+        their scale underflows), naming the input scale.
     """
     activation = get_activation(activation)
+    exponent = _input_exponent(activation, (X,), beta, weight_std)
+    with checked_range("The kernel values", (X,), beta, weight_std):
+        if exponent:
+            result = _diagonal(np.ldexp(X, -exponent), depth, activation,
+                               np.ldexp(beta, -exponent), weight_std, eval_gradient)
+            _rescale(vars(result).values(), 2 * exponent)
+        else:
+            result = _diagonal(X, depth, activation, beta, weight_std, eval_gradient)
+    _check_underflow(
+        [result.nngp[-1], result.ntk[-1]], result.nngp[0],
+        bool(beta) or max_abs(X) > 0, (X,), beta, weight_std,
+    )
+    return result
+
+
+def _diagonal(X, depth, activation, beta, weight_std, eval_gradient):
+    """:func:`diagonal` at the scale given, without checks."""
     n_samples, n_features = X.shape
     weight_var, bias_var = weight_std**2, beta**2
     nngp = np.empty((depth, n_samples))
     ntk = np.empty((depth, n_samples))
-    squared_norms = np.einsum("ij,ij->i", X, X) / n_features
-    variance = weight_var * squared_norms + bias_var
+    variance = weight_var * _mean_squares(X) + bias_var
     nngp[0] = ntk[0] = variance
     if eval_gradient:
         nngp_gradient = np.empty((depth, n_samples, 2))
@@ -243,21 +347,25 @@ def _block(
     Fresh tile-sized arrays cost page faults on every tile, as glibc hands
     the memory back and forth with the system.
     """
-    X_rows = X_rows * (weight_var / X_rows.shape[1])
     n_cols = Y_cols.shape[0]
     if workspace is None:
         n_buffers, n_entries = workspace_shape
         workspace = [np.empty(n_entries) for _ in range(n_buffers)]
-    for c0 in range(0, n_cols, tile_size):
-        c1 = min(c0 + tile_size, n_cols)
-        _tile(
-            {key: values[:, :, c0:c1] for key, values in destination.items()},
-            X_rows, Y_cols[c0:c1], rows_by_layer,
-            [_take(features, c0, c1) for features in cols_by_layer],
-            d_rows_by_layer,
-            [None if d is None else d[:, c0:c1] for d in d_cols_by_layer],
-            workspace, weight_var=weight_var, **options,
-        )
+    # Overflow or an invalid operation means the values are not representable
+    # (the duals are written so that nothing else causes them): raised here,
+    # reported by kernel_matrices.  The errstate is per thread, hence here.
+    with floating_point_checks():
+        X_rows = X_rows * (weight_var / X_rows.shape[1])
+        for c0 in range(0, n_cols, tile_size):
+            c1 = min(c0 + tile_size, n_cols)
+            _tile(
+                {key: values[:, :, c0:c1] for key, values in destination.items()},
+                X_rows, Y_cols[c0:c1], rows_by_layer,
+                [_take(features, c0, c1) for features in cols_by_layer],
+                d_rows_by_layer,
+                [None if d is None else d[:, c0:c1] for d in d_cols_by_layer],
+                workspace, weight_var=weight_var, **options,
+            )
     return workspace
 
 
@@ -299,8 +407,48 @@ def kernel_matrices(
     Returns
     -------
     kernels : Kernels
+
+    Raises
+    ------
+    ValueError
+        If the values are not representable in float64 (they overflow, or
+        their scale underflows), naming the input scale.
     """
     activation = get_activation(activation)
+    arrays = (X,) if Y is None else (X, Y)
+    exponent = _input_exponent(activation, arrays, beta, weight_std)
+    options = dict(depth=depth, activation=activation, weight_std=weight_std,
+                   kernel=kernel, all_depths=all_depths, eval_gradient=eval_gradient,
+                   n_jobs=n_jobs, tile_size=tile_size)
+    with checked_range("The kernel values", arrays, beta, weight_std):
+        if exponent:
+            result, diagonals = _kernel_matrices(
+                np.ldexp(X, -exponent), None if Y is None else np.ldexp(Y, -exponent),
+                beta=np.ldexp(beta, -exponent), **options,
+            )
+            _rescale(vars(result).values(), 2 * exponent)
+            for diagonal_values in diagonals:
+                _rescale(vars(diagonal_values).values(), 2 * exponent)
+        else:
+            result, diagonals = _kernel_matrices(X, Y, beta=beta, **options)
+    positive = bool(beta) or max_abs(*arrays) > 0
+    layers = slice(None) if all_depths else slice(-1, None)
+    for diagonal_values in diagonals:
+        _check_underflow(
+            [*diagonal_values.nngp[layers], *diagonal_values.ntk[layers]],
+            diagonal_values.nngp[0], positive, arrays, beta, weight_std,
+        )
+    return result
+
+
+def _kernel_matrices(
+    X, Y, *, depth, activation, beta, weight_std, kernel, all_depths,
+    eval_gradient, n_jobs, tile_size,
+):
+    """:func:`kernel_matrices` at the scale given, without the range checks.
+
+    Returns the Kernels and the Diagonals of X (and of Y).
+    """
     in_place = activation.workspace_size > 0
     if tile_size is None:
         # Not dependent on eval_gradient: the same tiles give the same K.
@@ -313,8 +461,8 @@ def kernel_matrices(
     weight_var, bias_var = float(weight_std) ** 2, float(beta) ** 2
     params = dict(depth=depth, activation=activation, beta=beta, weight_std=weight_std,
                   eval_gradient=eval_gradient)
-    diag_x = diagonal(X, **params)
-    diag_y = diag_x if symmetric else diagonal(Y, **params)
+    diag_x = _diagonal(X, **params)
+    diag_y = diag_x if symmetric else _diagonal(Y, **params)
 
     # Per-point features of each layer's input variances, for rows and columns.
     rows_by_layer, cols_by_layer = [], []
@@ -431,7 +579,7 @@ def kernel_matrices(
     result = Kernels()
     for key, values in outputs.items():
         setattr(result, key, values if all_depths else values[0])
-    return result
+    return result, [diag_x] if symmetric else [diag_x, diag_y]
 
 
 def _block_into(outputs, symmetric, workspaces, rows, cols, *arguments, **options):

@@ -59,6 +59,7 @@ from ._parameters import (
     non_negative_integer,
     positive_integer,
 )
+from ._range import checked_range, range_error
 from ._recursion import single_threaded_blas
 
 __all__ = ["Network", "FiniteNetworkRegressor"]
@@ -301,15 +302,41 @@ class Network:
         -------
         f : ndarray of shape (n_samples,)
         """
-        X = self._check_X(X)
-        with _blas_threads(self._largest_layer):
-            return self._forward(X, keep=False)[0]
+        X = check_array(X, dtype=np.float64, input_name="X")
+        with self._checked_range("The network outputs", X):
+            X = self._check_X(X)
+            with _blas_threads(self._largest_layer):
+                output = self._forward(X, keep=False)[0]
+        return self._check_finite("The network outputs", output, X)
+
+    def _checked_range(self, what, *arrays):
+        """Overflow (in ``dtype`` too) raises the range error, naming X."""
+        what = f"{what} (in {self.dtype.name})"
+        return checked_range(what, arrays, self.beta, self.weight_std)
+
+    def _check_finite(self, what, result, *arrays):
+        """Raise the range error if ``result`` has NaN or inf; else return it.
+
+        Activations (a user's callable) need not raise on overflow.
+        """
+        if not np.all(np.isfinite(result)):
+            raise range_error(
+                f"{what} are not representable in {self.dtype.name}",
+                arrays, self.beta, self.weight_std,
+            )
+        return result
 
     def _kernels(self, X, Y, kind):
-        X = self._check_X(X)
-        Y = None if Y is None else self._check_X(Y, "Y")
-        with _blas_threads(self._largest_layer):
-            return self._kernels_checked(X, Y, kind)
+        X = check_array(X, dtype=np.float64, input_name="X")
+        Y = None if Y is None else check_array(Y, dtype=np.float64, input_name="Y")
+        arrays = (X,) if Y is None else (X, Y)
+        what = f"The empirical {kind.upper()} values"
+        with self._checked_range(what, *arrays):
+            X = self._check_X(X)
+            Y = None if Y is None else self._check_X(Y, "Y")
+            with _blas_threads(self._largest_layer):
+                gram = self._kernels_checked(X, Y, kind)
+        return self._check_finite(what, gram, *arrays)
 
     def _kernels_checked(self, X, Y, kind):
         _, inputs_x, derivatives_x = self._forward(X, keep=True)
