@@ -107,6 +107,10 @@ class Activation:
     #: which the recursion uses to bring any input scale into range.
     homogeneous = False
 
+    #: Side of the tiles the recursion cuts for this activation (None: its
+    #: default, which depends on :attr:`workspace_size`).
+    tile_size = None
+
     #: Scratch arrays shaped like a tile that :meth:`dual` computes in; 0 for
     #: an activation that allocates its own temporaries.  Fresh tile-sized
     #: temporaries cost page faults on every tile, as glibc hands the memory
@@ -307,20 +311,46 @@ class ErfActivation(Activation):
 
     workspace_size = 2
 
+    #: Tiles whose variances are all at most this take the direct formulas,
+    #: (4/π)/sqrt(P − 4 q12²) and (2/π) arcsin(2 q12/sqrt P) with
+    #: P = (1 + 2q11)(1 + 2q22): there P − 4 q12² >= 1 + 2q11 + 2q22 loses at
+    #: most (1 + 2q)²/(1 + 4q) <= 5 ulps to cancellation, 2 q12/sqrt P <= 8/9
+    #: keeps arcsin well conditioned, ρ needs no snapping, and they cost 8%
+    #: less than the rescaled forms, which every other tile takes.
+    _MODERATE_VARIANCE = 4.0
+
     def prepare(self, variances, eval_gradient=False):
         # Per point, once per layer rather than once per tile:
         # (q, u = 1/(1 + 2q), G = 2q/(1 + 2q), 2q, snapped 1/sqrt q,
-        #  1/a = sqrt u).  q + 1/2 = (1 + 2q)/2 rather than 1 + 2q: the same
-        # ratios (scaling by 2 is exact) without overflow up to the largest q.
+        #  1/a = sqrt u, a² = 1 + 2q).  q + 1/2 = (1 + 2q)/2 rather than
+        # 1 + 2q: the same ratios (scaling by 2 is exact) without overflow.
         features = []
         for q in variances:
             q = np.asarray(q, dtype=float)
             half = q + 0.5
             u = 0.5 / half
-            features.append(
-                (q, u, q / half, 2.0 * q, _snapped_inverse_sqrt(q), np.sqrt(u))
-            )
+            features.append((q, u, q / half, 2.0 * q, _snapped_inverse_sqrt(q),
+                             np.sqrt(u), 2.0 * half))
         return features
+
+    @staticmethod
+    def _moderate_dual(rows, cols, cov, workspace, scale, in_place):
+        """:meth:`dual` by the direct formulas (see _MODERATE_VARIANCE)."""
+        product = np.multiply(rows[6][:, None], cols[6][None, :], out=workspace[0])
+        # kdot = (4/π) / sqrt(P - 4 q12²); P - 4 q12² >= 1 + 2 q11 + 2 q22.
+        kdot = np.multiply(cov, cov, out=workspace[1])
+        kdot *= -4.0
+        kdot += product
+        np.sqrt(kdot, out=kdot)
+        np.divide(4.0 / np.pi * scale, kdot, out=kdot)
+        # k = (2/π) arcsin(2 q12 / sqrt(P)).
+        np.sqrt(product, out=product)
+        k = np.divide(cov, product, out=cov if in_place else product)
+        k *= 2.0
+        k.clip(-1.0, 1.0, out=k)
+        np.arcsin(k, out=k)
+        k *= 2.0 / np.pi * scale
+        return k, kdot
 
     @staticmethod
     def _root(rows, cols, cov, out=None):
@@ -339,6 +369,9 @@ class ErfActivation(Activation):
         in_place = workspace is not None
         if not in_place:
             workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
+        if max(np.max(rows[0], initial=0.0),
+               np.max(cols[0], initial=0.0)) <= self._MODERATE_VARIANCE:
+            return self._moderate_dual(rows, cols, cov, workspace, scale, in_place)
         root = self._root(rows, cols, cov, out=workspace[0])
         inverse_a_rows = rows[5][:, None]
         # k = σ_w² (2/π) arctan((2 q12/a_x) / R).
@@ -618,6 +651,9 @@ class GeluActivation(Activation):
         ) / np.sqrt(_TWO_PI)
 
     workspace_size = 4
+    #: Its six tile-sized buffers are 0.8 MB each at 320 rows; at 128 rows
+    #: they stay in cache: 28 instead of 34 ns per entry (one thread).
+    tile_size = 128
 
     def prepare(self, variances, eval_gradient=False):
         # Per point, once per layer: (q, u, G, b, snapped 1/sqrt q, q/b).

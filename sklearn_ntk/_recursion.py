@@ -401,8 +401,9 @@ def kernel_matrices(
         Number of joblib workers over tiles (threads by default; numpy
         releases the GIL in the tile arithmetic).
     tile_size : int, default=None
-        Side of the square tiles; None means TILE_SIZE, or
-        ALLOCATING_TILE_SIZE for an activation that does not work in place.
+        Side of the square tiles; None means the activation's own
+        ``tile_size`` if it has one, else TILE_SIZE, or ALLOCATING_TILE_SIZE
+        for an activation that does not work in place.
 
     Returns
     -------
@@ -452,7 +453,8 @@ def _kernel_matrices(
     in_place = activation.workspace_size > 0
     if tile_size is None:
         # Not dependent on eval_gradient: the same tiles give the same K.
-        tile_size = TILE_SIZE if in_place else ALLOCATING_TILE_SIZE
+        tile_size = activation.tile_size or (
+            TILE_SIZE if in_place else ALLOCATING_TILE_SIZE)
     symmetric = Y is None
     if symmetric:
         Y = X
