@@ -27,13 +27,17 @@ axis of length 2, one per hyperparameter direction.
 
 import math
 import numbers
+import threading
 
 import numpy as np
 from scipy.special import erf, expit
 
 from ._gaussian_expectations import (
+    CACHED_TERMS,
     NotConvergedError,
+    argument_times,
     bivariate_expectations,
+    derivative_coefficients,
     feature_levels,
     hermite_at_zero,
     hermite_coefficients,
@@ -537,22 +541,35 @@ class GeluActivation(Activation):
 #: to sqrt(E[σ(u)²] E[σ(v)²]) for k (and to sqrt(E[σ'(u)²] E[σ'(v)²]) for
 #: kdot).  The quadrature rules themselves are accurate to ~1e-14.
 QUADRATURE_TOLERANCE = 1e-10
-#: Most terms a series gets.  Where the bound needs more (saturating σ at
-#: large variance, kinked σ), pairs whose correlation is too close to ±1 for
-#: this many terms are computed one at a time instead.
+#: Most terms a layer's series gets.  Where the bound needs more (saturating
+#: σ at large variance: tanh needs ~70 q terms; kinked σ), pairs whose
+#: correlation is too close to ±1 for it are computed apart.
 _MAX_TERMS = 1024
+#: A tile with at least this many such pairs may be summed again with a
+#: longer series, of up to _LONGEST terms and _MEMORY_TERMS coefficients
+#: (32 MB) in all, where that is cheaper than the pairs' nested rules: the
+#: estimates are _PAIR_SECONDS per pair and _TERM_SECONDS per multiply-add
+#: (measured on an AVX2 AMD EPYC).
+_LONGER_SERIES = 64
+_LONGEST = 8192
+_MEMORY_TERMS = 1 << 22
+_PAIR_SECONDS = 1e-3
+_TERM_SECONDS = 1.2e-9
 
 # The functions whose Gaussian expectations the numerical path takes: σ, σ',
 # σ'', σ''', u σ'(u), u σ''(u), and the Dirac mass δ(u) at a kink of σ'
 # (only as Hermite coefficients and in closed form).
 _VALUE, _SLOPE, _CURVATURE, _THIRD, _U_SLOPE, _U_CURVATURE, _DELTA = range(7)
-# Tangents by Price's theorem (σ smooth): ∂k/∂q11 = E[σ''(u)σ(v)]/2,
-# ∂k/∂q12 = E[σ'σ'], ∂kdot/∂q11 = E[σ'''(u)σ'(v)]/2, ∂kdot/∂q12 = E[σ''σ''].
-_PRICE = ((_CURVATURE, _VALUE), (_VALUE, _CURVATURE), (_SLOPE, _SLOPE),
-          (_THIRD, _SLOPE), (_SLOPE, _THIRD), (_CURVATURE, _CURVATURE))
-# Tangents by Stein's lemma (σ with kinks at 0): E[u F] = q11 E[∂_u F] +
-# q12 E[∂_v F] turns E[σ''(u)σ(v)] into (E[uσ'(u)σ(v)] − q12 E[σ'σ'])/q11,
-# and E[σ'''(u)σ'(v)] into (E[uσ''(u)σ'(v)] − q12 E[σ''σ''])/q11: no σ'''.
+# Tangents: Price's theorem gives ∂k/∂q11 = E[σ''(u)σ(v)]/2, ∂k/∂q12 =
+# E[σ'σ'], ∂kdot/∂q11 = E[σ'''(u)σ'(v)]/2, ∂kdot/∂q12 = E[σ''σ''], and
+# Stein's lemma E[u F] = q11 E[∂_u F] + q12 E[∂_v F] turns E[σ''(u)σ(v)] into
+# (E[uσ'(u)σ(v)] − q12 E[σ'σ'])/q11, and E[σ'''(u)σ'(v)] into
+# (E[uσ''(u)σ'(v)] − q12 E[σ''σ''])/q11.  No σ''' is needed (σ may have a
+# kink at 0, and a callable's σ''' by finite differences would be noisy),
+# and the tangent splits into terms that vary the variances at a fixed
+# correlation and one along dρ.  Price's form instead cancels terms of size
+# 1/sqrt(1 − ρ²) when ρ barely moves (1e-9 absolute error at q = 1e5,
+# ρ = 0.99995).
 _STEIN = ((_U_SLOPE, _VALUE), (_VALUE, _U_SLOPE), (_SLOPE, _SLOPE),
           (_U_CURVATURE, _SLOPE), (_SLOPE, _U_CURVATURE), (_CURVATURE, _CURVATURE))
 _STEIN_DELTA = ((_DELTA, _CURVATURE), (_CURVATURE, _DELTA))
@@ -565,19 +582,45 @@ def _by_degree(coefficients):
 
 
 class _Layer:
-    """What prepare() decided for one layer; shared by all its points.
+    """One layer's series, shared by all its points (and tiles).
 
     ``plans`` maps each pair of families to how its series is summed (see
-    :func:`~sklearn_ntk._gaussian_expectations.series_plan`), ``families``
-    lists the families of the coefficient array in order.
+    :func:`~sklearn_ntk._gaussian_expectations.series_plan`); ``families``
+    lists the families of the coefficient arrays in order.  :meth:`longer`
+    computes, once, a longer series for every point of the layer, for tiles
+    where many pairs are beyond the prepared one's reach.
     """
 
-    def __init__(self, families, plans):
+    def __init__(self, activation, scales, families, plans, n_terms, n_levels):
+        self.activation = activation
+        self.scales = scales
         self.families = families
         self.plans = plans
+        self.n_terms = n_terms
+        self.n_levels = n_levels
+        self._longer = {}
+        self._lock = threading.Lock()
 
     def index(self, family):
         return self.families.index(family)
+
+    def longer(self, n_terms):
+        """(coefficients by degree (F, K, n), thresholds (n,), plans), cached."""
+        with self._lock:
+            if n_terms not in self._longer:
+                coefficients, thresholds, plans = self.activation._series(
+                    self.scales, self.families, tuple(self.plans), self.n_levels, n_terms)
+                self._longer[n_terms] = (_by_degree(coefficients), thresholds, plans)
+            return self._longer[n_terms]
+
+    def __getstate__(self):
+        # Process backends get a copy without the cache and the lock.
+        state = dict(self.__dict__, _longer={})
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lock=threading.Lock())
 
 
 class QuadratureActivation(Activation):
@@ -689,43 +732,80 @@ class QuadratureActivation(Activation):
 
     # -- series --------------------------------------------------------------
     def _gradient_pairs(self):
-        """Price's pairs for σ with exact derivatives, otherwise Stein's.
+        """The pairs of families the tangents need (see _STEIN)."""
+        return _STEIN + (_STEIN_DELTA if self.jumps[0] != 0 else ())
 
-        At large q, Price's E[σ‴(u)σ'(v)] is O(1/q) while σ‴ integrates to
-        0: finite-difference noise of 1e-9 in σ‴ would cost a relative error
-        of ~1e-9 sqrt(q).  Stein's pairs need σ'' only.
+    def _coefficients(self, scales, families, n_terms, n_levels):
+        """Coefficients (n, F, n_terms) and second moments (n, F) of families.
+
+        Short series integrate every family.  Long ones (large variance)
+        integrate σ alone, to n_terms + 3, and derive the others exactly:
+        σ^(m+1) by Gaussian integration by parts and u f(u) by the
+        recurrence of z ψ_k (see :func:`derivative_coefficients` and
+        :func:`argument_times`); at scale a their rounding grows like
+        (sqrt(K)/a)^m, so points with a < 1 are integrated family by family.
         """
-        j1, j2 = self.jumps
-        if j1 == 0 and j2 == 0 and getattr(self._derivatives, "analytic", False):
-            return _PRICE
-        return _STEIN + (_STEIN_DELTA if j1 != 0 else ())
+        scales = np.asarray(scales, dtype=float)
+        coefficients = np.empty((scales.size, len(families), n_terms))
+        moments = np.empty((scales.size, len(families)))
+        derived = scales >= 1.0 if n_terms > CACHED_TERMS else np.zeros(scales.size, bool)
+        direct = ~derived
+        if direct.any():
+            coefficients[direct], moments[direct] = hermite_coefficients(
+                lambda u: self._evaluate(u, families), scales[direct], n_terms, n_levels)
+        if derived.any():
+            a = scales[derived]
+            values, _ = hermite_coefficients(
+                lambda u: self._evaluate(u, (_VALUE,)), a, n_terms + 3, n_levels)
+            chain = [values[:, 0]]
+            for _ in range(3):
+                chain.append(derivative_coefficients(chain[-1], a))
+            j1 = self.jumps[0]
+            if j1 != 0:
+                # σ'' by parts holds the Dirac mass J1 δ; the families want
+                # its regular part (the mass is added in closed form).
+                width = chain[2].shape[1]
+                chain[2] = chain[2] - j1 * (hermite_at_zero(width) / np.sqrt(2.0 * np.pi)
+                                            / a[:, None])
+            table = {
+                _VALUE: chain[0], _SLOPE: chain[1], _CURVATURE: chain[2],
+                _THIRD: chain[3], _U_SLOPE: argument_times(chain[1], a),
+                _U_CURVATURE: argument_times(chain[2], a),
+            }
+            coefficients[derived] = np.stack(
+                [table[family][:, :n_terms] for family in families], axis=1)
+            moments[derived] = self._expectations(
+                lambda u: self._evaluate(u, families) ** 2, a, check=False).T
+        return coefficients, moments
 
-    def _n_terms(self, scales, families, n_levels):
+    def _n_terms(self, scales, families, n_levels, most):
         """Smallest K whose Parseval tail meets the tolerance at the largest
-        scale, at most ``_MAX_TERMS``; checks the rules resolve σ first."""
+        scale, at most ``most``; checks first that the rules resolve σ."""
         scales = np.asarray(scales, dtype=float)
         if not scales.size:
             return 1
         extremes = np.array([scales.max(), scales.min()])
         # σ and σ' show every kink the rules miss; σ'' may be rounding noise.
         self._expectations(lambda u: self._evaluate(u, (_VALUE, _SLOPE)) ** 2, extremes)
-        for candidate in (128, _MAX_TERMS):
-            coefficients, moments = hermite_coefficients(
-                lambda u: self._evaluate(u, families), extremes[:1], candidate, n_levels
-            )
+        for candidate in sorted({min(128, most), min(CACHED_TERMS, most), most}):
+            coefficients, moments = self._coefficients(
+                extremes[:1], families, candidate, n_levels)
             tails = moments[0][:, None] - np.cumsum(coefficients[0] ** 2, axis=1)
             accurate = np.all(tails <= QUADRATURE_TOLERANCE * moments[0][:, None], axis=0)
             if accurate.any():
                 return int(np.argmax(accurate)) + 1
-        return _MAX_TERMS
+        return most
 
-    def _series(self, scales, families, pairs, n_levels):
-        """Coefficients, hot-pair thresholds and summation plans of a layer."""
+    def _series(self, scales, families, pairs, n_levels, n_terms=None):
+        """Coefficients (n, F, K), hot-pair thresholds (n,) and plans.
+
+        ``n_terms`` None: the shortest series whose Parseval tail meets the
+        tolerance at the largest scale, at most _MAX_TERMS.
+        """
         smooth = tuple(f for f in families if f != _DELTA)
-        n_terms = self._n_terms(scales, smooth, n_levels)
-        coefficients, moments = hermite_coefficients(
-            lambda u: self._evaluate(u, smooth), scales, n_terms, n_levels
-        )
+        if n_terms is None:
+            n_terms = self._n_terms(scales, smooth, n_levels, _MAX_TERMS)
+        coefficients, moments = self._coefficients(scales, smooth, n_terms, n_levels)
         # Relative Parseval tails, the worst over the families, per point.
         with np.errstate(divide="ignore", invalid="ignore"):
             tails = (moments - np.einsum("nfk,nfk->nf", coefficients, coefficients))
@@ -746,13 +826,20 @@ class QuadratureActivation(Activation):
             delta = (inverse[:, None] / np.sqrt(2.0 * np.pi)) * hermite_at_zero(n_terms)
             coefficients = np.concatenate([coefficients, delta[:, None, :]], axis=1)
             supports[_DELTA] = (True, False, True, False)
-        order = smooth + ((_DELTA,) if _DELTA in families else ())
         plans = {pair: series_plan(supports[pair[0]], supports[pair[1]]) for pair in pairs}
-        return coefficients, thresholds, _Layer(order, plans)
+        return coefficients, thresholds, plans
+
+    def _layer(self, scales, families, pairs, n_levels):
+        coefficients, thresholds, plans = self._series(scales, families, pairs, n_levels)
+        order = tuple(f for f in families if f != _DELTA) + (
+            (_DELTA,) if _DELTA in families else ())
+        layer = _Layer(self, scales, order, plans, coefficients.shape[-1], n_levels)
+        return coefficients, thresholds, np.full(scales.size, layer, dtype=object)
 
     def prepare(self, variances, eval_gradient=False):
         """Per point: (q, value coefficients, snapped 1/sqrt q, hot threshold,
-        layer) and, with eval_gradient, (gradient coefficients, threshold).
+        layer, index in the layer) and, with eval_gradient, (gradient
+        coefficients, threshold, layer).
 
         The values take the same series with and without eval_gradient, so
         that K is the same bit for bit.
@@ -761,19 +848,13 @@ class QuadratureActivation(Activation):
         q = np.concatenate(variances) if variances else np.empty(0)
         scales = np.sqrt(q)
         n_levels = feature_levels(scales)
-        coefficients, thresholds, layer = self._series(
-            scales, (_VALUE, _SLOPE), _VALUE_PAIRS, n_levels
-        )
-        parts = [q, coefficients, _snapped_inverse_sqrt(q), thresholds,
-                 np.full(q.size, layer, dtype=object)]
+        parts = [q, *self._layer(scales, (_VALUE, _SLOPE), _VALUE_PAIRS, n_levels)]
+        parts[2:2] = [_snapped_inverse_sqrt(q)]
+        parts.append(np.arange(q.size))
         if eval_gradient:
             pairs = self._gradient_pairs()
             families = tuple(sorted({f for pair in pairs for f in pair}))
-            gradient, gradient_thresholds, gradient_layer = self._series(
-                scales, families, pairs, n_levels
-            )
-            parts += [gradient, gradient_thresholds,
-                      np.full(q.size, gradient_layer, dtype=object)]
+            parts += self._layer(scales, families, pairs, n_levels)
         boundaries = np.cumsum([v.size for v in variances])[:-1]
         return [tuple(pieces) for pieces in zip(*(np.split(p, boundaries) for p in parts))]
 
@@ -793,7 +874,18 @@ class QuadratureActivation(Activation):
 
     def _pairs(self, q11, q22, rho, pairs):
         """E[f(u) g(v)] for each (f, g) in pairs, one entry at a time."""
-        return bivariate_expectations(np.sqrt(q11), np.sqrt(q22), rho, self._evaluate, pairs)
+        values = np.empty((len(pairs), rho.size))
+        plain = [index for index, pair in enumerate(pairs) if _DELTA not in pair]
+        values[plain] = bivariate_expectations(
+            np.sqrt(q11), np.sqrt(q22), rho, self._evaluate, [pairs[i] for i in plain])
+        if len(plain) < len(pairs):
+            left, right = self._delta_pairs(q11, q22, rho)
+            for index, pair in enumerate(pairs):
+                if pair == _STEIN_DELTA[0]:
+                    values[index] = left
+                elif pair == _STEIN_DELTA[1]:
+                    values[index] = right
+        return values
 
     def _delta_pairs(self, q11, q22, rho):
         """E[δ(u) σ''(v)] and E[σ''(u) δ(v)], one entry at a time.
@@ -810,62 +902,98 @@ class QuadratureActivation(Activation):
                 curvature, a * s, check=False)[0]
         return left / np.sqrt(2.0 * np.pi), right / np.sqrt(2.0 * np.pi)
 
+    def _longer(self, layer, rho, hot, n_series):
+        """A longer series for a tile with many pairs beyond the layer's, or None.
+
+        Inputs dominated by a large bias have correlations that all approach
+        1 at large variance; the nested rules would cost ~1 ms per pair.  The
+        tile is then summed again with the shortest series (a power of 2) whose
+        bound |ρ|^K <= tol covers all but 1/64 of those pairs, if that costs
+        less: K·n_series multiply-adds per entry of the tile, 1.2 ns each
+        (the coefficients, computed once per layer by :meth:`_Layer.longer`,
+        must fit _MEMORY_TERMS).  Returns (coefficients by degree, thresholds,
+        plans) or None.
+        """
+        magnitude = np.abs(rho[hot])
+        magnitude = np.sort(magnitude[magnitude < 1.0])  # |ρ| = 1 is one-dimensional
+        if magnitude.size < _LONGER_SERIES:
+            return None
+        target = magnitude[-1 - magnitude.size // 64]
+        wanted = math.log(QUADRATURE_TOLERANCE) / math.log(max(target, 1e-300))
+        budget = _MEMORY_TERMS // max(1, layer.scales.size * len(layer.families))
+        n_terms = min(1 << max(0, math.ceil(math.log2(max(wanted, 1.0)))), budget,
+                      _LONGEST)
+        if n_terms <= layer.n_terms:
+            return None
+        if magnitude.size * _PAIR_SECONDS < rho.size * n_terms * n_series * _TERM_SECONDS:
+            return None
+        return layer.longer(n_terms)
+
     def dual(self, rows, cols, cov, workspace=None, scale=1.0):
         in_place = workspace is not None
         if not in_place:
             workspace = [np.empty_like(cov) for _ in range(self.workspace_size)]
-        q_rows, c_rows, inverse_rows, threshold_rows, layer = rows[:5]
-        q_cols, c_cols, inverse_cols, threshold_cols = cols[:4]
-        plans = layer[0].plans
+        q_rows, c_rows, inverse_rows, threshold_rows, layer, id_rows = rows[:6]
+        q_cols, c_cols, inverse_cols, threshold_cols, _, id_cols = cols[:6]
+        layer = layer[0]
         rho = _correlation(cov, inverse_rows, inverse_cols, out=workspace[0])
         rho2 = np.multiply(rho, rho, out=workspace[3])
         # Coefficients degree by degree, contiguous per degree for BLAS.
         left, right = _by_degree(c_rows), _by_degree(c_cols)
-        kdot = mehler(rho, rho2, left[1], right[1], plans[_SLOPE, _SLOPE],
-                      workspace[1], workspace[2])
+        plans = layer.plans
         # cov is no longer needed once rho is formed: with a workspace, k goes there.
-        k = mehler(rho, rho2, left[0], right[0], plans[_VALUE, _VALUE],
-                   cov if in_place else None, workspace[2])
-        hot = self._hot(rho, threshold_rows, threshold_cols, workspace[3])
+        k_out, kdot_out = (cov if in_place else None), workspace[1]
+        for attempt in range(2):
+            kdot = mehler(rho, rho2, left[1], right[1], plans[_SLOPE, _SLOPE],
+                          kdot_out, workspace[2])
+            k = mehler(rho, rho2, left[0], right[0], plans[_VALUE, _VALUE], k_out,
+                       workspace[2])
+            k_out, kdot_out = k, kdot
+            hot = self._hot(rho, threshold_rows, threshold_cols, workspace[2])
+            longer = None if hot is None or attempt else self._longer(layer, rho, hot, 1)
+            if longer is None:
+                break
+            by_degree, thresholds, plans = longer
+            left, right = by_degree[:, :, id_rows], by_degree[:, :, id_cols]
+            threshold_rows, threshold_cols = thresholds[id_rows], thresholds[id_cols]
         if hot is not None:
             i, j = hot
-            k[i, j], kdot[i, j] = self._pairs(q_rows[i], q_cols[j], rho[i, j], _VALUE_PAIRS)
+            k[i, j], kdot[i, j] = self._pairs(q_rows[i], q_cols[j], rho[i, j],
+                                              _VALUE_PAIRS)
         if scale != 1.0:
             k *= scale
             kdot *= scale
         return k, kdot
 
     def dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        q_rows, inverse_rows, g_rows, threshold_rows, layer = (
-            rows[0], rows[2], rows[5], rows[6], rows[7][0])
-        q_cols, inverse_cols, g_cols, threshold_cols = cols[0], cols[2], cols[5], cols[6]
+        q_rows, inverse_rows, id_rows = rows[0], rows[2], rows[5]
+        g_rows, threshold_rows, layer = rows[6], rows[7], rows[8][0]
+        q_cols, inverse_cols, id_cols = cols[0], cols[2], cols[5]
+        g_cols, threshold_cols = cols[6], cols[7]
         rho = _correlation(cov, inverse_rows, inverse_cols)
         rho2 = rho * rho
         left, right = _by_degree(g_rows), _by_degree(g_cols)
-        series = {
-            pair: mehler(rho, rho2, left[layer.index(pair[0])],
-                         right[layer.index(pair[1])], plan)
-            for pair, plan in layer.plans.items()
-        }
-        hot = self._hot(rho, threshold_rows, threshold_cols, np.empty_like(rho))
+        plans = layer.plans
+        for attempt in range(2):
+            series = {
+                pair: mehler(rho, rho2, left[layer.index(pair[0])],
+                             right[layer.index(pair[1])], plan)
+                for pair, plan in plans.items()
+            }
+            hot = self._hot(rho, threshold_rows, threshold_cols, np.empty_like(rho))
+            longer = (None if hot is None or attempt
+                      else self._longer(layer, rho, hot, len(plans) / 2))
+            if longer is None:
+                break
+            by_degree, thresholds, plans = longer
+            left, right = by_degree[:, :, id_rows], by_degree[:, :, id_cols]
+            threshold_rows, threshold_cols = thresholds[id_rows], thresholds[id_cols]
         if hot is not None:
             i, j = hot
-            pairs = [pair for pair in layer.plans if _DELTA not in pair]
-            for pair, values in zip(pairs, self._pairs(q_rows[i], q_cols[j], rho[i, j], pairs)):
-                series[pair][i, j] = values
-            if _STEIN_DELTA[0] in series:
-                left, right = self._delta_pairs(q_rows[i], q_cols[j], rho[i, j])
-                series[_STEIN_DELTA[0]][i, j] = left
-                series[_STEIN_DELTA[1]][i, j] = right
-        if _THIRD in layer.families:
-            s = series
-            dk = (0.5 * s[_CURVATURE, _VALUE][None] * d_rows[:, :, None]
-                  + 0.5 * s[_VALUE, _CURVATURE][None] * d_cols[:, None, :]
-                  + s[_SLOPE, _SLOPE][None] * d_cov)
-            dkdot = (0.5 * s[_THIRD, _SLOPE][None] * d_rows[:, :, None]
-                     + 0.5 * s[_SLOPE, _THIRD][None] * d_cols[:, None, :]
-                     + s[_CURVATURE, _CURVATURE][None] * d_cov)
-            return dk, dkdot
+            pairs = list(plans)
+            values = self._pairs(q_rows[i], q_cols[j], rho[i, j], pairs)
+            for pair, value in zip(pairs, values):
+                series[pair][i, j] = value
         return self._stein_tangents(series, q_rows, q_cols, cov, rho, d_rows, d_cols,
                                     d_cov)
 
@@ -936,7 +1064,6 @@ def _family(function):
 
     class Derivatives:
         jumps = (0.0, 0.0)
-        analytic = True
 
         def __call__(self, x, order):
             return function(np.asarray(x, dtype=float), (order,))[0]
