@@ -126,12 +126,16 @@ def test_duals_match_scipy_2d_integration(name, q11, q22, q12):
         np.testing.assert_allclose(value, reference, rtol=0, atol=atol)
 
 
-def test_kinked_activations_are_why_closed_forms_exist():
-    # On relu's kink the Hermite coefficients decay like k^(-3/4): the
-    # numerical path cannot reach its tolerance and says so instead of
-    # returning an inaccurate value.
-    with pytest.raises(ValueError, match="did not reach relative accuracy"):
-        _dual(_as_quadrature("relu"), 1.0, 1.0, 0.5)
+@pytest.mark.parametrize("name", KINKED_CLOSED_FORMS)
+@pytest.mark.parametrize("q11, q22, q12", COVARIANCES[:4] + [(1.0, 1.0, 1.0 - 1e-9)])
+def test_kinked_closed_forms_match_the_numerical_path(name, q11, q22, q12):
+    # On relu's kink the Hermite coefficients decay like k^(-3/4): the series
+    # alone cannot reach its tolerance, and the pairs it cannot handle (here
+    # the nearly perfectly correlated one) go through the nested rules with
+    # a breakpoint at the kink.
+    expected = _dual(name, q11, q22, q12)
+    actual = _dual(_as_quadrature(name), q11, q22, q12)
+    np.testing.assert_allclose(actual, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
@@ -250,9 +254,12 @@ def test_hermite_series_length_adapts_to_the_variance():
     assert long > 3 * short
 
 
-def test_extreme_variance_raises_a_clear_error():
-    with pytest.raises(ValueError, match="standardise the inputs"):
-        get_activation("tanh").prepare([np.array([1e4])])
+def test_extreme_variance_is_computed_not_refused():
+    # tanh at variance 1e4 needs ~7e5 Hermite terms: the series stops at
+    # _MAX_TERMS and the pairs it cannot reach go through the nested rules.
+    k, kdot = _dual("tanh", 1e4, 1e4, 1e4 * 0.9999)
+    assert np.isfinite(k) and np.isfinite(kdot)
+    assert 0.98 < k < 1.0 and 0.0 < kdot < 0.1
 
 
 def test_callable_activation_matches_its_named_twin():
