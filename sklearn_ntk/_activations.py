@@ -26,7 +26,6 @@ axis of length 2, one per hyperparameter direction.
 """
 
 import math
-import numbers
 import threading
 
 import numpy as np
