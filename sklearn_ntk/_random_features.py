@@ -11,7 +11,7 @@ kernels of a network whose hidden layers all have width m converge to Σᴸ and
   kernel σ_w² σ(α̃)·σ(α̃')/m + β².
 - :class:`NTKSampler` returns the network's parameter gradient, compressed.
   The empirical NTK is a sum over layers h of
-  ``[ã^{h-1}(x)·ã^{h-1}(x')] [δʰ(x)·δʰ(x')]`` (MATH.md, "Empirical NTK"),
+  ``[ã^{h-1}(x)·ã^{h-1}(x')] [δʰ(x)·δʰ(x')]`` (user guide, "Finite networks and the empirical NTK"),
   the inner product of the outer products ``ã ⊗ δ`` (the gradient with
   respect to layer h's weights and bias).  Those have (m + 1)·m entries,
   far too many, so each is sketched with a product of two Gaussian

@@ -18,7 +18,7 @@ checked against :class:`sklearn_ntk.NTK` and ``NTKRegressor``:
 
 Time scale
 ----------
-The cost is the least-squares cost of SPEC.md, C = 1/(2N) Σᵢ (f(xᵢ) − yᵢ)².
+The cost is the least-squares cost of the user guide, C = 1/(2N) Σᵢ (f(xᵢ) − yᵢ)².
 ``n_steps`` gradient steps of size η follow the gradient flow for the time
 η·n_steps, which is what ``NTKRegressor(learning_rate=η, t=n_steps)``
 describes in the limit (its time scale is c = η t / N).

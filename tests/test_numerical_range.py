@@ -8,14 +8,16 @@ return finite results that are correct by a reference independent of the
 package code:
 
 * closed-form kernels: the recursion evaluated in mpmath at 40 + 4·|log10 s|
-  digits, with the closed forms of MATH.md written out here again (the
+  digits, with the closed forms of the user guide ("Closed forms of the dual
+  activations") written out here again (the
   package evaluates them in other, rescaled forms); gradients by mpmath's
   numerical differentiation at that precision;
 * positively homogeneous activations (relu, leaky_relu, abs, identity) with
   β = 0: K(sX) = s² K(X) (exact for s = 2^k, to rounding for s = 10^k), and
   the corresponding identities of the estimators, samplers and networks;
 * NNGPRegressor at t = ∞: scikit-learn's GaussianProcessRegressor;
-* other estimators: the formulas of SPEC.md evaluated here with numpy on the
+* other estimators: the formulas of the user guide ("Training for a time t",
+  "Uncertainty") evaluated here with numpy on the
   package's kernels (checked above), normalised by the largest diagonal entry;
 * samplers and finite networks: their forward passes written out here from
   their public weights;
@@ -137,7 +139,7 @@ def _must_succeed(activation, scale, beta):
 
 
 def _mp_dual(name, q11, q22, q12):
-    """E[σ(u)σ(v)], E[σ'(u)σ'(v)] by the closed forms of MATH.md."""
+    """E[σ(u)σ(v)], E[σ'(u)σ'(v)] by the closed forms of the user guide."""
     s = mpmath.sqrt(q11 * q22)
     rho = mpmath.mpf(0) if s == 0 else max(min(q12 / s, 1), -1)
     q12 = rho * s
@@ -170,7 +172,7 @@ def _mp_dual(name, q11, q22, q12):
 
 
 def _mp_pair(name, x, y, beta, weight_std):
-    """(Σᴸ(x, y), Θᴸ(x, y)) for mpf inputs, by the recursion of SPEC.md."""
+    """(Σᴸ(x, y), Θᴸ(x, y)) for mpf inputs, by the recursion of the user guide."""
     w2, b2 = weight_std**2, beta**2
     n0 = len(x)
 
@@ -512,7 +514,7 @@ def _condition(eigenvalues):
 
 
 def _reference_prediction(kind, activation, beta, X, y, X_test, alpha, t):
-    """Mean and covariance of SPEC.md, in numpy, on K / m (m: max diagonal)."""
+    """Mean and covariance of the user guide, in numpy, on K / m (m: max diagonal)."""
     params = dict(depth=DEPTH, activation=activation, beta=beta)
     K_train = KINDS[kind](**params)(X)
     K_cross = KINDS[kind](**params)(X_test, X)

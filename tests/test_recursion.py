@@ -3,7 +3,8 @@
 * neural-tangents 0.6.5 (tests/data, float64): closed forms agree to
   rounding, 2 (d + 16 depth) eps times the kernel's measured condition
   (a d-term first layer and ~16 elementwise roundings a layer, on each side);
-* the table of MATH.md (ReLU, closed-form arc-cosine recursion);
+* the reference table of the user guide (ReLU, closed-form arc-cosine
+  recursion);
 * Monte-Carlo: empirical kernels of random finite networks of width 2048,
   written here independently of the package (forward pass and the
   backpropagation formula), within 5 standard errors plus the O(1/width)
@@ -72,7 +73,8 @@ def test_matches_the_relu_table_of_the_paper_settings(
 def _empirical_kernels(X, depth, width, activation, beta, weight_std, rng):
     """Empirical NNGP and NTK of one random network in NTK parametrization.
 
-    Written from MATH.md's formulas, independently of the package:
+    Written from the user guide's formula ("Finite networks and the
+    empirical NTK"), independently of the package:
     Θ̂(x, x') = Σ_l [σ_w² α_l·α_l'/n_l + β²] [δ_{l+1}·δ_{l+1}'].
     """
     sigma = get_activation(activation)
