@@ -951,7 +951,8 @@ class _Layer:
         with self._lock:
             if n_terms not in self._longer:
                 coefficients, thresholds, plans = self.activation._series(
-                    self.scales, self.families, tuple(self.plans), self.n_levels, n_terms)
+                    self.scales, self.families, tuple(self.plans), self.n_levels,
+                    n_terms)
                 self._longer[n_terms] = (_by_degree(coefficients), thresholds, plans)
             return self._longer[n_terms]
 
@@ -990,17 +991,25 @@ class QuadratureActivation(Activation):
     the variance for a saturating σ (tanh needs ~70 q), and without bound
     for a kinked σ.  Then K = ``_MAX_TERMS`` and each point gets the
     correlation ρ0 = (tol / t)^(1/K) up to which the bound still meets the
-    tolerance; the pairs with |ρ| above it for either point (typically
-    near-duplicates, a small fraction) are computed one at a time by nested
-    composite rules refined at the kinks and transitions of the integrand
+    tolerance (ρ0 >= 0.978 for K = 1024); the pairs with |ρ| above it for
+    either point (typically near-duplicates, a small fraction) are computed
+    one at a time by nested composite rules refined at the kinks and
+    transitions of the integrand
     (:func:`~sklearn_ntk._gaussian_expectations.bivariate_expectations`),
-    whose cost does not depend on the variance.
+    whose cost (~1 ms a pair) does not depend on the variance.  A tile with
+    many such pairs (inputs dominated by a large bias) is summed again with
+    a longer series, computed once per layer, where that is cheaper.
 
-    **Gradients** use Price's theorem for smooth σ (∂k/∂q11 = E[σ''σ]/2,
-    ∂kdot/∂q11 = E[σ'''σ']/2, ∂/∂q12 = E[σ'σ'], E[σ''σ'']) and, for σ with a
-    kink at 0, Stein's lemma, which needs σ'' at most, plus the closed-form
-    contribution of the Dirac mass that a jump J of σ' at 0 puts in σ''
+    **Gradients** come from Price's theorem and Stein's lemma (see
+    ``_STEIN``): they need σ, σ' and σ'' only, plus, for a jump J of σ' at
+    0, the closed-form contribution of the Dirac mass it puts in σ''
     (E[δ(u)δ(v)] = 1/(2π sqrt(q11 q22 (1 − ρ²)))).
+
+    **Accuracy**, measured against scipy's adaptive quadrature
+    (``tests/test_quadrature.py``) for variances 1e-6 to 1e8: k and kdot
+    within 1e-10 relative for smooth σ (the series' bound; the rules are
+    good to 1e-12) and 1e-12 for callables with kinks at 0; tangents within
+    1e-9 (smooth) and 1e-7 (kinked), relative.
 
     Parameters
     ----------
@@ -1090,11 +1099,12 @@ class QuadratureActivation(Activation):
         scales = np.asarray(scales, dtype=float)
         coefficients = np.empty((scales.size, len(families), n_terms))
         moments = np.empty((scales.size, len(families)))
-        derived = scales >= 1.0 if n_terms > CACHED_TERMS else np.zeros(scales.size, bool)
+        derived = (scales >= 1.0) & (n_terms > CACHED_TERMS)
         direct = ~derived
         if direct.any():
             coefficients[direct], moments[direct] = hermite_coefficients(
-                lambda u: self._evaluate(u, families), scales[direct], n_terms, n_levels)
+                lambda u: self._evaluate(u, families), scales[direct], n_terms,
+                n_levels)
         if derived.any():
             a = scales[derived]
             values, _ = hermite_coefficients(
@@ -1107,8 +1117,8 @@ class QuadratureActivation(Activation):
                 # σ'' by parts holds the Dirac mass J1 δ; the families want
                 # its regular part (the mass is added in closed form).
                 width = chain[2].shape[1]
-                chain[2] = chain[2] - j1 * (hermite_at_zero(width) / np.sqrt(2.0 * np.pi)
-                                            / a[:, None])
+                delta = hermite_at_zero(width) / np.sqrt(2.0 * np.pi) / a[:, None]
+                chain[2] = chain[2] - j1 * delta
             table = {
                 _VALUE: chain[0], _SLOPE: chain[1], _CURVATURE: chain[2],
                 _THIRD: chain[3], _U_SLOPE: argument_times(chain[1], a),
@@ -1127,13 +1137,20 @@ class QuadratureActivation(Activation):
         if not scales.size:
             return 1
         extremes = np.array([scales.max(), scales.min()])
-        # σ and σ' show every kink the rules miss; σ'' may be rounding noise.
-        self._expectations(lambda u: self._evaluate(u, (_VALUE, _SLOPE)) ** 2, extremes)
+        # σ and σ' show every kink the rules miss (a kink of |u − c| hides in
+        # σ² and σ'², not in σ'); σ'' may be rounding noise.
+
+        def moments(u):
+            values = self._evaluate(u, (_VALUE, _SLOPE))
+            return np.concatenate([values, values * values])
+
+        self._expectations(moments, extremes)
         for candidate in sorted({min(128, most), min(CACHED_TERMS, most), most}):
             coefficients, moments = self._coefficients(
                 extremes[:1], families, candidate, n_levels)
             tails = moments[0][:, None] - np.cumsum(coefficients[0] ** 2, axis=1)
-            accurate = np.all(tails <= QUADRATURE_TOLERANCE * moments[0][:, None], axis=0)
+            accurate = np.all(tails <= QUADRATURE_TOLERANCE * moments[0][:, None],
+                              axis=0)
             if accurate.any():
                 return int(np.argmax(accurate)) + 1
         return most
@@ -1168,11 +1185,13 @@ class QuadratureActivation(Activation):
             delta = (inverse[:, None] / np.sqrt(2.0 * np.pi)) * hermite_at_zero(n_terms)
             coefficients = np.concatenate([coefficients, delta[:, None, :]], axis=1)
             supports[_DELTA] = (True, False, True, False)
-        plans = {pair: series_plan(supports[pair[0]], supports[pair[1]]) for pair in pairs}
+        plans = {pair: series_plan(supports[pair[0]], supports[pair[1]])
+                 for pair in pairs}
         return coefficients, thresholds, plans
 
     def _layer(self, scales, families, pairs, n_levels):
-        coefficients, thresholds, plans = self._series(scales, families, pairs, n_levels)
+        coefficients, thresholds, plans = self._series(scales, families, pairs,
+                                                       n_levels)
         order = tuple(f for f in families if f != _DELTA) + (
             (_DELTA,) if _DELTA in families else ())
         layer = _Layer(self, scales, order, plans, coefficients.shape[-1], n_levels)
@@ -1198,12 +1217,14 @@ class QuadratureActivation(Activation):
             families = tuple(sorted({f for pair in pairs for f in pair}))
             parts += self._layer(scales, families, pairs, n_levels)
         boundaries = np.cumsum([v.size for v in variances])[:-1]
-        return [tuple(pieces) for pieces in zip(*(np.split(p, boundaries) for p in parts))]
+        pieces = (np.split(part, boundaries) for part in parts)
+        return [tuple(point_set) for point_set in zip(*pieces)]
 
     @staticmethod
     def _hot(rho, rows_threshold, cols_threshold, scratch):
         """(i, j) of the pairs the series is not accurate enough for, or None."""
-        lowest = min(rows_threshold.min(initial=np.inf), cols_threshold.min(initial=np.inf))
+        lowest = min(rows_threshold.min(initial=np.inf),
+                     cols_threshold.min(initial=np.inf))
         if not np.isfinite(lowest):
             return None
         magnitude = np.abs(rho, out=scratch)
@@ -1267,7 +1288,8 @@ class QuadratureActivation(Activation):
                       _LONGEST)
         if n_terms <= layer.n_terms:
             return None
-        if magnitude.size * _PAIR_SECONDS < rho.size * n_terms * n_series * _TERM_SECONDS:
+        series_seconds = rho.size * n_terms * n_series * _TERM_SECONDS
+        if magnitude.size * _PAIR_SECONDS < series_seconds:
             return None
         return layer.longer(n_terms)
 
@@ -1292,7 +1314,8 @@ class QuadratureActivation(Activation):
                        workspace[2])
             k_out, kdot_out = k, kdot
             hot = self._hot(rho, threshold_rows, threshold_cols, workspace[2])
-            longer = None if hot is None or attempt else self._longer(layer, rho, hot, 1)
+            longer = (None if hot is None or attempt
+                      else self._longer(layer, rho, hot, 1))
             if longer is None:
                 break
             by_degree, thresholds, plans = longer
@@ -1382,7 +1405,8 @@ class QuadratureActivation(Activation):
 
         def integrand(u):
             f = self._evaluate(u, (_VALUE, _SLOPE, _CURVATURE))
-            return np.stack([f[0] * f[0], f[1] * f[1], u * f[0] * f[1], u * f[1] * f[2]])
+            return np.stack([f[0] * f[0], f[1] * f[1], u * f[0] * f[1],
+                             u * f[1] * f[2]])
 
         values = self._expectations(integrand, np.sqrt(q), check=2)
         # Heat equation and Stein: d/dq E[F(sqrt(q) Z)] = E[F''(u)]/2 =
@@ -1506,14 +1530,17 @@ class _CallableDerivatives:
     def jumps(self):
         """(J1, J2): the jumps of σ' and σ'' at 0, 0 where below 1e-6 relative."""
         if self._jumps is None:
+            # The size of σ and its derivatives near 0, per unit of u.
+            probe = np.array([-1.0, -0.5, 0.5, 1.0])
+            size = np.abs(self._call(probe)).max()
             jumps = []
             for order in (1, 2):
                 step = self._step(order, np.zeros(1))
                 right = self._difference(np.zeros(1), order, _ONE_SIDED[order], step)
                 left = self._difference(np.zeros(1), order, _ONE_SIDED[order], -step)
-                probe = np.array([-1.0, -0.5, 0.5, 1.0])
-                size = max(np.abs(right[0]), np.abs(left[0]), np.abs(self._difference(
-                    probe, order, _CENTRAL[order], self._step(order, probe))).max())
+                size = max(size, np.abs(right[0]), np.abs(left[0]), np.abs(
+                    self._difference(probe, order, _CENTRAL[order],
+                                     self._step(order, probe))).max())
                 jump = float(right[0] - left[0])
                 jumps.append(jump if abs(jump) > 1e-6 * size else 0.0)
             self._jumps = tuple(jumps)
@@ -1531,9 +1558,12 @@ class _CallableDerivatives:
             values = self._difference(x, order, _CENTRAL[order], step)
             if kinked:
                 reach = np.abs(_CENTRAL[order][0]).max()
-                near = (np.abs(x) < reach * step) & (x != 0)
+                # At ±0 the sign bit picks the side: a rule at variance 0
+                # (nodes ±z times 0) then averages the two one-sided values,
+                # the limit of E[σ'(sqrt(q) Z)] as q → 0.
+                near = np.abs(x) < reach * step
                 if near.any():
-                    one_sided = np.where(x[near] > 0, step[near], -step[near])
+                    one_sided = np.where(np.signbit(x[near]), -step[near], step[near])
                     values[near] = self._difference(x[near], order, _ONE_SIDED[order],
                                                     one_sided)
             results.append(values)
@@ -1543,7 +1573,8 @@ class _CallableDerivatives:
         return self.many(x, (order,))[0]
 
     def __eq__(self, other):
-        return isinstance(other, _CallableDerivatives) and other.function is self.function
+        return (isinstance(other, _CallableDerivatives)
+                and other.function is self.function)
 
     def __hash__(self):
         return hash(self.function)

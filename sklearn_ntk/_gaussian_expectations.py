@@ -191,7 +191,8 @@ def hermite_basis(n_levels, n_terms):
     basis : ndarray of shape (n_nodes, n_terms)
     """
     z, w = normal_rule(n_levels, n_terms)
-    basis = np.concatenate([block for _, block in _hermite_blocks(z, w, n_terms)], axis=1)
+    blocks = [block for _, block in _hermite_blocks(z, w, n_terms)]
+    basis = np.concatenate(blocks, axis=1)
     basis.setflags(write=False)
     return z, w, basis
 
@@ -421,7 +422,8 @@ def bivariate_expectations(a, b, rho, evaluate, pairs):
     with np.errstate(divide="ignore", invalid="ignore"):
         inverse_a = np.where(a > 0, 1.0 / a, np.inf)
         inverse_b = np.where(b > 0, 1.0 / b, np.inf)
-        level_x = levels(FEATURE * np.minimum(inverse_a, np.maximum(s, SMOOTHING_FLOOR)))
+        smoothing = np.maximum(s, SMOOTHING_FLOOR)
+        level_x = levels(FEATURE * np.minimum(inverse_a, smoothing))
         level_1d = levels(FEATURE * np.minimum(inverse_a, inverse_b))
     flat = s == 0
     # Entries with the same grading share one outer rule: group them.
@@ -515,7 +517,8 @@ def _inner_near(values, b, rho, s, x, evaluate, cols):
             values[:, pair] = np.einsum("fpn,pn->fp", evaluate(v, cols), w) * _PHI0
 
 
-def _two_dimensional(result, group, a, b, rho, s, n_levels, evaluate, rows, cols, index):
+def _two_dimensional(result, group, a, b, rho, s, n_levels, evaluate, rows, cols,
+                     index):
     x, wx = normal_rule(int(n_levels))
     # Flat lists of (entry, outer node): the inner integrals.
     entry = np.repeat(group, x.size)

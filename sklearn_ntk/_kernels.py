@@ -218,10 +218,12 @@ class NTK(_InfiniteWidthKernel):
     activation : str or callable, default="relu"
         "relu", "leaky_relu" (slope 0.01), "abs", "erf", "identity",
         "gelu" (exact x·Φ(x)), "sin", "cos" use closed forms; "tanh",
-        "sigmoid", "softplus" or a vectorised callable use a Hermite
-        expansion with Gauss–Hermite coefficients, accurate to about 1e-10
-        relative (gradients of a callable: about 1e-8, through finite
-        differences of the callable).
+        "sigmoid", "softplus" or a vectorised callable (smooth, or with
+        kinks at 0) use a Hermite series with an exact error bound and,
+        where it would be slow, nested quadrature: at every pre-activation
+        variance, each layer's expectations are accurate to 1e-10 relative
+        and their gradients to 1e-9 (1e-7 for a kinked callable, whose
+        derivatives come from finite differences).
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0). With beta = 0 the
         hyperparameter is fixed (log-scale optimisation cannot leave 0).
