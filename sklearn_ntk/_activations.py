@@ -15,9 +15,10 @@ Every activation is one entry of ``_REGISTRY``; the recursion in
 Activations with a closed form (relu, leaky_relu, abs, erf, identity, gelu,
 sin, cos) implement it directly.  All others (tanh, sigmoid, softplus, a user
 callable) go through :class:`QuadratureActivation`, which expands σ in
-Hermite polynomials (Mehler's formula) with coefficients from Gauss–Hermite
-quadrature; the number of terms is chosen adaptively from an exact bound on
-the truncation error.
+Hermite polynomials (Mehler's formula), with as many terms as an exact bound
+on the truncation error asks for, and takes the pairs beyond the series'
+reach (large variance, kinks) one by one by nested quadrature
+(:mod:`sklearn_ntk._gaussian_expectations`).
 
 Every dual method works on a *tile*: ``rows`` and ``cols`` are the per-point
 features returned by :meth:`prepare` for the row points and the column points,
@@ -1078,7 +1079,10 @@ class QuadratureActivation(Activation):
                 f"converge ({error}). The numerical path resolves kinks at 0 "
                 "and structure of width ~1 near 0; a callable with kinks "
                 "elsewhere, or oscillating on a scale much finer than the "
-                "pre-activations' spread, is not supported."
+                "pre-activations' spread, is not supported; nor are "
+                "pre-activation variances far beyond 1e8. Standardise the inputs "
+                "(e.g. with sklearn.preprocessing.StandardScaler), or lower "
+                "weight_std and beta."
             ) from None
 
     # -- series --------------------------------------------------------------

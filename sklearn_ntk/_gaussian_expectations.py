@@ -18,11 +18,12 @@ a closed form.  Three tools:
   series would need too many terms (correlations near ±1 at large
   variance).
 
-Accuracy (measured against scipy's adaptive quadrature in
-``tests/test_quadrature.py``): the rules integrate polynomials of degree ≤ 12
-against the Gaussian on each half-line to 2e-16, and functions analytic
-around each panel geometrically fast; truncating N(0, 1) at |z| = 9 drops
-mass 2e-19.
+Accuracy: the rules integrate polynomials of degree <= 12 against the
+Gaussian on each half-line to 1.5e-14, and functions analytic around each
+panel geometrically fast; truncating N(0, 1) at |z| = 9 drops mass 2e-19.
+Against scipy's adaptive quadrature (``tests/test_quadrature.py``) the
+nested rules are within 1e-12 relative for tanh, sigmoid, softplus, swish,
+relu² and relu at variances 1e-6 to 1e8.
 """
 
 import functools
@@ -165,7 +166,8 @@ def normal_expectations(evaluate, scales, check=True, rtol=1e-11):
             raise NotConvergedError(
                 f"Gaussian expectation at pre-activation variance "
                 f"{scales[index[1]] ** 2:.3g} did not converge: "
-                f"{result[tuple(index)]!r} vs {refined[tuple(index)]!r}"
+                f"{float(result[tuple(index)]):.17g} vs "
+                f"{float(refined[tuple(index)]):.17g}"
             )
         result = refined
     return result
@@ -483,7 +485,8 @@ def _inner_far(values, b, rho, s, x, evaluate, cols):
 def _inner_near(values, b, rho, s, x, evaluate, cols):
     """M(x) with breakpoints at y* = −ρx/s, graded towards it (flat lists)."""
     t, wt = gauss_legendre(NODES)
-    width = FEATURE / (b * s)
+    with np.errstate(divide="ignore"):
+        width = FEATURE / (b * s)  # inf for a zero-variance point: no grading
     n_levels = levels(width)
     order = np.argsort(n_levels, kind="stable")
     for group in np.split(order, np.flatnonzero(np.diff(n_levels[order])) + 1):

@@ -96,7 +96,8 @@ def _data(n=6, n_features=3, seed=0):
 # ---------------------------------------------------------------------------
 # "Correct or a clear error", with warnings as errors.
 
-_CAUSES = r"overflow|underflow|not representable|did not reach relative accuracy"
+_CAUSES = (r"overflow|underflow|not representable|did not reach relative accuracy"
+           r"|did not converge")
 
 
 def _outcome(compute):
