@@ -1628,7 +1628,10 @@ def get_activation(activation):
     if callable(activation):
         probe = np.linspace(-3.0, 3.0, 7)
         try:
-            values = np.asarray(activation(probe), dtype=float)
+            # Non-finite values are reported below, as an error naming the
+            # callable, rather than as the user's RuntimeWarnings.
+            with np.errstate(all="ignore"):
+                values = np.asarray(activation(probe), dtype=float)
         except Exception as error:  # report any failure of the user's function
             raise TypeError(
                 f"The activation callable {activation!r} failed on an ndarray: {error}"
