@@ -11,6 +11,7 @@ their eigendecomposition — comes from module-level functions that ``memory``
 """
 
 import inspect
+import math
 import numbers
 import warnings
 
@@ -20,11 +21,19 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_co
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_array, gen_batches
 from sklearn.utils._chunking import get_chunk_n_rows
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._available_if import available_if
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ._activations import get_activation
+from ._cross_entropy_flow import (
+    CrossEntropyFlow,
+    SegmentSequence,
+    class_probabilities,
+    flow_segment,
+    states_at,
+)
 from ._gradient_flow import factorize
 from ._parameters import N_JOBS_CONSTRAINT, NETWORK_PARAMETER_CONSTRAINTS
 from ._range import checked_range, range_error
@@ -65,6 +74,30 @@ def _cached_eigen_factorization(
         X, depth, activation, beta, weight_std, kind, n_jobs
     )
     return factorize(K, alpha, finite_time=True)
+
+
+def _cross_entropy_segment(
+    X, depth, activation, beta, weight_std, kind, alpha, targets, index, n_jobs=None,
+    memory=None,
+):
+    """Segment ``index`` of the cross-entropy flow, each one through ``memory``.
+
+    The eigendecomposition and the previous segment come from the cache, so
+    a search over t integrates every segment of a fold's flow once.
+    """
+    factorization = _cached(memory, _cached_eigen_factorization)(
+        X, depth, activation, beta, weight_std, kind, alpha, n_jobs=n_jobs,
+        memory=memory,
+    )
+    flow = CrossEntropyFlow(factorization.eigenvalues, factorization.eigenvectors,
+                            targets)
+    previous = None
+    if index > 0:
+        previous = _cached(memory, _cross_entropy_segment)(
+            X, depth, activation, beta, weight_std, kind, alpha, targets, index - 1,
+            n_jobs=n_jobs, memory=memory,
+        )
+    return flow_segment(flow, index, previous)
 
 
 def _cached(memory, function):
@@ -667,18 +700,38 @@ class NNGPRegressor(_BaseRegressor):
         )
 
 
+def _uses_log_loss(estimator):
+    return estimator.loss == "log_loss"
+
+
 @_doc
 class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
-    """Classifier: an infinitely wide network regressing encoded labels.
+    """Classifier: an infinitely wide network trained on the class labels.
 
-    Each class is one output of an :class:`NTKRegressor` (all layers trained
-    for time ``t``) fitted to the labels encoded as in
-    :class:`~sklearn.linear_model.RidgeClassifier`: +1 for the sample's class
-    and -1 for the others (binary problems: one output, +1 for
-    ``classes_[1]``). The predicted class has the largest mean output; at
-    ``t=0`` every output is 0 and ``classes_[0]`` is predicted.
+    With ``loss="squared_error"`` (the default) each class is one output of
+    an :class:`NTKRegressor` (all layers trained for time ``t``) fitted to
+    the labels encoded as in :class:`~sklearn.linear_model.RidgeClassifier`:
+    +1 for the sample's class and -1 for the others (binary problems: one
+    output, +1 for ``classes_[1]``). The predicted class has the largest
+    mean output; at ``t=0`` every output is 0 and ``classes_[0]`` is
+    predicted.
+
+    With ``loss="log_loss"`` the network is trained as classifiers are, by
+    gradient flow on the cross-entropy, starting from a zero output: one
+    output and the logistic link for two classes (as
+    :class:`~sklearn.linear_model.LogisticRegression`), one output per class
+    and the softmax otherwise. :meth:`predict_proba` gives the network's
+    probabilities, uniform at ``t=0``; ``t`` must be finite (on separable
+    data the outputs grow without bound as t grows).
 
     %(parameters)s
+    loss : {"squared_error", "log_loss"}, default="squared_error"
+        The training cost: the squared error on ±1-encoded labels (a closed
+        form) or the cross-entropy (an ODE integrated in the eigenbasis of
+        the training kernel, to a local accuracy of 1e-6 of the output
+        scale; see the user guide). With ``memory``, the integrated flow is
+        cached too (keyed on the targets, in segments of doubling length), so
+        a search over ``t`` integrates each fold's flow once.
 
     Attributes
     ----------
@@ -705,9 +758,19 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
     (2, 3)
     >>> bool(clf.score(X, y) > 0.9)
     True
+    >>> proba = NTKClassifier(depth=2, t=1e3, loss="log_loss").fit(X, y)
+    >>> proba.predict_proba(X[:2]).shape
+    (2, 3)
+    >>> proba.staged_predict_proba(X[:1], [0.0, 1e3]).round(2)[0]
+    array([[0.33, 0.33, 0.33]])
     """
 
     _kind = "ntk"
+
+    _parameter_constraints: dict = {
+        **_BaseGradientFlow._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "log_loss"})],
+    }
 
     def __init__(
         self,
@@ -720,16 +783,18 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         alpha=1e-10,
         memory=None,
         n_jobs=None,
+        loss="squared_error",
     ):
         super().__init__(
             depth=depth, activation=activation, beta=beta, weight_std=weight_std,
             t=t, learning_rate=learning_rate, alpha=alpha, memory=memory,
             n_jobs=n_jobs,
         )
+        self.loss = loss
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Fit the network to the encoded class labels.
+        """Fit the network to the class labels by gradient flow for time ``t``.
 
         Parameters
         ----------
@@ -743,6 +808,8 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         self : object
             The fitted estimator.
         """
+        if _uses_log_loss(self) and not np.isfinite(self.t):
+            raise ValueError(self._infinite_time_message("t=np.inf"))
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self._label_binarizer = LabelBinarizer(neg_label=-1, pos_label=1)
@@ -754,12 +821,109 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
                 f"but the data contains only one class: {self.classes_[0]!r}."
             )
         self._one_dimensional_output = Y.shape[1] == 1
-        self._fit_targets(X, Y)
+        if _uses_log_loss(self):
+            self._fit_log_loss(X, (Y > 0).astype(np.float64))
+        else:
+            self._fit_targets(X, Y)
         self.dual_coef_ = self._shape(self._dual_coef)
         return self
 
+    def _infinite_time_message(self, what):
+        return (
+            f"{what} is not available with loss='log_loss': on data the kernel "
+            "separates, gradient flow on the cross-entropy has no limit (the "
+            "outputs grow like log t and the probabilities tend to 0 and 1). "
+            "Give a finite training time, e.g. t=1e3, and tune it as a "
+            "regulariser (early stopping)."
+        )
+
+    # -- the cross-entropy flow ------------------------------------------------
+
+    def _fit_log_loss(self, X, targets):
+        """Integrate the flow to the fitted time; ``targets`` one-hot (or 0/1)."""
+        self._activation = get_activation(self.activation)
+        self.X_train_ = X
+        self._targets = targets
+        self._fitted_t = float(self.t)
+        with self._checked_range("The dual coefficients", X):
+            self._factorization = self._eigen_factorization()
+            self._dual_coef = self._log_loss_coefficients([self._fitted_t])[0]
+        self._check_finite("The dual coefficients", X, self._dual_coef)
+
+    def _eigen_factorization(self):
+        memory = self._usable_memory()
+        if memory is None:
+            return self._factorize(finite_time=True)[0]
+        return _cached(memory, _cached_eigen_factorization)(
+            *self._kernel_args(), float(self.alpha), n_jobs=self.n_jobs, memory=memory
+        )
+
+    def _log_loss_coefficients(self, times):
+        """Dual coefficients a_t at every time, shape (T, N, C), from one trajectory.
+
+        Without ``memory`` the segments are integrated here; with it, each
+        segment is read from (or written to) the cache.
+        """
+        factorization = self._factorization
+        flow = CrossEntropyFlow(factorization.eigenvalues, factorization.eigenvectors,
+                                self._targets)
+        memory = self._usable_memory()
+        if memory is None:
+            segment_of = SegmentSequence(flow)
+        else:
+            cached = _cached(memory, _cross_entropy_segment)
+            args = (*self._kernel_args(), float(self.alpha), self._targets)
+
+            def segment_of(index):
+                return cached(*args, index, n_jobs=self.n_jobs, memory=memory)
+
+        # Time scales in the factorisation's units (see _gradient_flow).
+        time_scales = [math.ldexp(self._time_scale(t), factorization.scale_exponent)
+                       for t in times]
+        states = states_at(flow, time_scales, segment_of)
+        coefficients = np.einsum("ij,tjk->tik", factorization.eigenvectors, states)
+        return np.ldexp(coefficients, -factorization.scale_exponent)
+
+    def _log_loss_decision(self, X, times):
+        """Network outputs (T, m, C) on X after training for every time."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        with self._checked_range("The predictions", X):
+            if list(times) == [self._fitted_t]:
+                dual_coef = self._dual_coef[None]
+            else:
+                dual_coef = self._log_loss_coefficients(times)
+            n_times, n_train, n_outputs = dual_coef.shape
+            dual_coef = dual_coef.transpose(1, 0, 2).reshape(n_train, -1)
+            outputs = np.empty((X.shape[0], n_times * n_outputs))
+            chunk = get_chunk_n_rows(row_bytes=8 * (2 * n_train + outputs.shape[1]),
+                                     max_n_rows=X.shape[0])
+            for rows in gen_batches(X.shape[0], chunk):
+                cross = kernel_matrices(X[rows], self.X_train_, kernel="ntk",
+                                        n_jobs=self.n_jobs, **self._network()).ntk
+                outputs[rows] = cross @ dual_coef
+        self._check_finite("The predictions", X, outputs)
+        return outputs.reshape(X.shape[0], n_times, n_outputs).transpose(1, 0, 2)
+
+    def _check_finite_times(self, times):
+        times = self._check_times(times)
+        if _uses_log_loss(self) and not np.all(np.isfinite(times)):
+            raise ValueError(self._infinite_time_message("A time np.inf in times"))
+        return times
+
+    # -- prediction ------------------------------------------------------------
+
+    def _outputs(self, X, times):
+        if _uses_log_loss(self):
+            return self._log_loss_decision(X, times)
+        return self._posterior(X, times)[0]
+
     def decision_function(self, X):
-        """Mean network output for each class (binary: for ``classes_[1]``).
+        """Network output for each class (binary: for ``classes_[1]``).
+
+        With ``loss="squared_error"`` the mean output of the ensemble, with
+        ``loss="log_loss"`` the output whose logistic function or softmax
+        is :meth:`predict_proba`.
 
         Parameters
         ----------
@@ -770,7 +934,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
         check_is_fitted(self)
-        return self._shape(self._posterior(X, [self._fitted_t])[0][0])
+        return self._shape(self._outputs(X, [self._fitted_t])[0])
 
     def staged_decision_function(self, X, times):
         """:meth:`decision_function` at every training time in ``times``.
@@ -779,7 +943,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         ----------
         X : array-like of shape (n_samples, n_features)
         times : array-like of shape (n_times,)
-            Training times t >= 0 (``np.inf`` allowed).
+            Training times t >= 0 (``np.inf`` allowed with the squared error).
 
         Returns
         -------
@@ -787,10 +951,63 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
                 (n_times, n_samples, n_classes)
         """
         check_is_fitted(self)
-        return self._shape(self._posterior(X, self._check_times(times))[0])
+        return self._shape(self._outputs(X, self._check_finite_times(times)))
+
+    @available_if(_uses_log_loss)
+    def predict_proba(self, X):
+        """Class probabilities of the network trained on the cross-entropy.
+
+        Only with ``loss="log_loss"``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        return class_probabilities(self._outputs(X, [self._fitted_t])[0])
+
+    @available_if(_uses_log_loss)
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return np.log(self.predict_proba(X))
+
+    @available_if(_uses_log_loss)
+    def staged_predict_proba(self, X, times):
+        """:meth:`predict_proba` at every training time in ``times``.
+
+        Every time comes from one integration of the flow (and one
+        evaluation of the cross kernel).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        times : array-like of shape (n_times,)
+            Finite training times t >= 0.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_times, n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        outputs = self._outputs(X, self._check_finite_times(times))
+        return np.stack([class_probabilities(at_t) for at_t in outputs])
 
     def predict(self, X):
-        """Class with the largest mean network output.
+        """Class with the largest network output.
 
         Parameters
         ----------
