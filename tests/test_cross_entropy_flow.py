@@ -1,0 +1,203 @@
+"""NTKClassifier(loss="log_loss"): gradient flow on the cross-entropy.
+
+The reference is the ODE of the user guide written here with numpy and
+integrated by scipy's Radau method at rtol 1e-11: da/dc = −(p(K_α a) − Y),
+a(0) = 0, c = η t / N, outputs f(x) = Θ(x, X) a.  The kernel matrices come
+from the public NTK kernel (checked against outside references in
+test_kernels.py); everything downstream of them is independent of the
+package.
+"""
+
+import numpy as np
+import pytest
+from joblib import Memory
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.integrate import solve_ivp
+from scipy.special import expit, softmax
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import sklearn_ntk._estimators as estimators_module
+from sklearn_ntk import NTK, NTKClassifier
+
+DEPTH, BETA, ALPHA = 3, 0.1, 1e-10
+
+# The integrator keeps each step's local error below 1e-6 of the output
+# scale √(trace K / N) (in the norm that bounds the output at every point,
+# see docs/user_guide.rst); the probabilities' derivative is at most 1/2
+# in the maximum norm and the flow contracts, so the global error of a
+# probability stays of the order of 1e-6 times a modest factor.  Radau at
+# rtol 1e-11, atol 1e-13 is accurate to ~1e-9 on these outputs (O(1-10)),
+# far below.  The issue's requirement, 1e-6 absolute, is checked.
+PROBABILITY_TOLERANCE = 1e-6
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    X_test = rng.normal(size=(7, 3))
+    # Labels from a smooth rule plus noise: not separable by a simple model,
+    # fitted slowly by the kernel (eigenvalues over three decades).
+    score = X[:, 0] + np.sin(2 * X[:, 1]) + 0.5 * rng.normal(size=30)
+    labels = np.digitize(score, [-0.5, 0.5])
+    return X, X_test, labels
+
+
+def reference_probabilities(X, labels, X_test, c):
+    """Probabilities at time scale c from scipy's Radau, written out here."""
+    kernel = NTK(depth=DEPTH, beta=BETA)
+    K = kernel(X) + ALPHA * np.eye(len(X))
+    cross = kernel(X_test, X)
+    classes = np.unique(labels)
+    binary = classes.size == 2
+    Y = (labels == classes[1])[:, None] * 1.0 if binary else (
+        labels[:, None] == classes[None]) * 1.0
+
+    def link(outputs):
+        return expit(outputs) if binary else softmax(outputs, axis=1)
+
+    def rhs(_, a):
+        return -(link(K @ a.reshape(Y.shape)) - Y).ravel()
+
+    if c == 0:
+        a = np.zeros(Y.shape)
+    else:
+        solution = solve_ivp(rhs, (0.0, c), np.zeros(Y.size), method="Radau",
+                             rtol=1e-11, atol=1e-13)
+        assert solution.success
+        a = solution.y[:, -1].reshape(Y.shape)
+    outputs = cross @ a
+    if binary:
+        positive = expit(outputs)
+        return np.hstack([1 - positive, positive])
+    return link(outputs)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("t, learning_rate", [(3.0, 1.0), (60.0, 0.5), (900.0, 2.0)])
+def test_probabilities_match_radau(data, n_classes, t, learning_rate):
+    X, X_test, labels = data
+    if n_classes == 2:
+        labels = labels > 0
+    clf = NTKClassifier(depth=DEPTH, beta=BETA, alpha=ALPHA, t=t,
+                        learning_rate=learning_rate, loss="log_loss").fit(X, labels)
+    expected = reference_probabilities(X, labels, X_test, learning_rate * t / len(X))
+    proba = clf.predict_proba(X_test)
+    assert proba.shape == (len(X_test), n_classes)
+    assert_allclose(proba, expected, rtol=0, atol=PROBABILITY_TOLERANCE)
+    # The trained network has moved away from the uniform start.
+    assert np.abs(proba - 1 / n_classes).max() > 0.05
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_staged_probabilities_match_radau_and_predict_proba(data, n_classes, tmp_path):
+    X, X_test, labels = data
+    if n_classes == 2:
+        labels = labels > 0
+    times = [0.0, 2.0, 45.0, 700.0, 45.0]  # unsorted and repeated on purpose
+    for memory in (None, Memory(tmp_path, verbose=0)):
+        clf = NTKClassifier(depth=DEPTH, beta=BETA, alpha=ALPHA, t=45.0,
+                            loss="log_loss", memory=memory).fit(X, labels)
+        staged = clf.staged_predict_proba(X_test, times)
+        assert staged.shape == (len(times), len(X_test), n_classes)
+        assert_allclose(staged[0], 1 / n_classes, rtol=0, atol=0)
+        for t, proba in zip(times, staged):
+            expected = reference_probabilities(X, labels, X_test, t / len(X))
+            assert_allclose(proba, expected, rtol=0, atol=PROBABILITY_TOLERANCE)
+            # The same segments of the same trajectory: equal up to the
+            # rounding of the products with the kernel (a few ulps of
+            # outputs of order 10 through a derivative <= 1/2).
+            per_t = clone(clf).set_params(t=t).fit(X, labels).predict_proba(X_test)
+            assert_allclose(proba, per_t, rtol=0, atol=1e-13)
+        assert_array_equal(clf.staged_predict(X_test, times)[2], clf.predict(X_test))
+
+
+def test_only_learning_rate_times_t_matters(data):
+    X, X_test, labels = data
+    slow = NTKClassifier(t=400.0, learning_rate=0.25, loss="log_loss").fit(X, labels)
+    fast = NTKClassifier(t=50.0, learning_rate=2.0, loss="log_loss").fit(X, labels)
+    # η·t is the same float (100.0) in both: identical time scales, so the
+    # same computation to the last bit.
+    assert_array_equal(slow.predict_proba(X_test), fast.predict_proba(X_test))
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_untrained_network_is_uniform(data, n_classes):
+    X, X_test, labels = data
+    if n_classes == 2:
+        labels = labels > 0
+    clf = NTKClassifier(t=0.0, loss="log_loss").fit(X, labels)
+    assert_array_equal(clf.predict_proba(X_test), 1 / n_classes)
+    assert_array_equal(clf.decision_function(X_test), 0.0)
+
+
+def test_shapes_and_labels_as_logistic_regression(data):
+    X, X_test, labels = data
+    names = np.array(["low", "mid", "high"])[labels]
+    clf = NTKClassifier(t=100.0, loss="log_loss").fit(X, names)
+    assert_array_equal(clf.classes_, ["high", "low", "mid"])
+    scores = clf.decision_function(X_test)
+    proba = clf.predict_proba(X_test)
+    assert scores.shape == proba.shape == (len(X_test), 3)
+    assert_allclose(proba, softmax(scores, axis=1), rtol=1e-15, atol=0)
+    assert_array_equal(clf.predict(X_test), clf.classes_[proba.argmax(axis=1)])
+    assert_allclose(clf.predict_log_proba(X_test), np.log(proba), rtol=1e-15)
+
+    binary = NTKClassifier(t=100.0, loss="log_loss").fit(X, names == "high")
+    scores = binary.decision_function(X_test)
+    proba = binary.predict_proba(X_test)
+    assert scores.shape == (len(X_test),)
+    assert_allclose(proba[:, 1], expit(scores), rtol=1e-15, atol=0)
+    assert_array_equal(binary.predict(X_test), binary.classes_[(scores > 0) * 1])
+
+
+def test_search_over_t_integrates_each_fold_once(data, tmp_path, monkeypatch):
+    X, _, labels = data
+    computed = []
+    segment = estimators_module.flow_segment
+
+    def counting_segment(flow, index, previous=None):
+        computed.append((flow.unit, index))  # the unit 1/λ_max names the fold
+        return segment(flow, index, previous)
+
+    monkeypatch.setattr(estimators_module, "flow_segment", counting_segment)
+    search = GridSearchCV(
+        NTKClassifier(loss="log_loss", memory=Memory(tmp_path, verbose=0)),
+        {"t": [300.0, 3.0, 30.0]}, cv=KFold(2), refit=False,
+    ).fit(X, labels)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    # Each fold integrates its segments 0..k once, k the segment of its
+    # largest t: the three times together cost one integration per fold.
+    assert len(computed) == len(set(computed))
+    folds = {unit for unit, _ in computed}
+    assert len(folds) == 2
+    for fold in folds:
+        indices = sorted(index for unit, index in computed if unit == fold)
+        assert indices == list(range(len(indices)))
+
+
+def test_bad_input(data):
+    X, X_test, labels = data
+    with pytest.raises(ValueError, match="'loss' parameter"):
+        NTKClassifier(loss="hinge").fit(X, labels)
+    with pytest.raises(ValueError, match="'t' parameter"):
+        NTKClassifier(t=-1.0, loss="log_loss").fit(X, labels)
+    with pytest.raises(ValueError, match="t=np.inf is not available with loss='log_loss'"):
+        NTKClassifier(loss="log_loss").fit(X, labels)
+    clf = NTKClassifier(t=10.0, loss="log_loss").fit(X, labels)
+    with pytest.raises(ValueError, match="np.inf in times"):
+        clf.staged_predict_proba(X_test, [1.0, np.inf])
+    with pytest.raises(ValueError, match="times t >= 0"):
+        clf.staged_predict_proba(X_test, [-1.0])
+    with pytest.raises(ValueError, match="2 features"):
+        clf.predict_proba(X_test[:, :2])
+    # The squared loss has no probabilities.
+    assert not hasattr(NTKClassifier(), "predict_proba")
+    assert not hasattr(NTKClassifier().fit(X, labels), "staged_predict_proba")
+
+
+@parametrize_with_checks([NTKClassifier(loss="log_loss", t=1e3)])
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
