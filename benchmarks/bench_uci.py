@@ -25,6 +25,20 @@ Methods and grids
     wide network trained by gradient flow for time t on one-hot targets), depth
     1..5, t in 10^0, ..., 10^6 and inf: one fit (one eigendecomposition) per
     (split, depth), and ``staged_predict`` over the t grid.
+``NTK log loss``
+    ``sklearn_ntk.NTKClassifier(depth, t, loss="log_loss")``: the network
+    trained by gradient flow on the cross-entropy, depth 1..5, t in 10^0,
+    ..., 10^6 (finite: the flow has no limit on separable data); one fit per
+    (split, depth) and ``staged_predict_proba`` over the t grid (one
+    integration).  Besides accuracy, the mean test log loss and Brier score
+    (Σ_k (p_k − 1[y = k])², averaged over samples) of ``predict_proba``.
+``NTK calibrated``
+    The squared-loss ``NTKClassifier`` with the depth and t that
+    ``NTKClassifier`` selects, wrapped in
+    ``CalibratedClassifierCV(method="sigmoid", cv=3)`` (fewer folds when a
+    class has fewer than 3 training samples; none, and no score, below 2):
+    the probabilities the squared loss gives after the usual recalibration,
+    scored like the log-loss classifier's.
 ``SVC-RBF``
     ``SVC`` with the Gaussian kernel exp(-g/d ||x - x'||²), g in 10^-2..10^1, C
     in 10^-2..10^4 (the Gram matrix is built once per g).
@@ -77,6 +91,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 from sklearn.utils.parallel import Parallel, delayed
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import euclidean_distances
@@ -92,6 +107,7 @@ import sklearn_ntk  # noqa: E402
 DEPTHS = [1, 2, 3, 4, 5]
 C_GRID = [10.0**k for k in range(-2, 5)]
 T_GRID = [10.0**k for k in range(0, 7)] + [np.inf]
+FINITE_T_GRID = [t for t in T_GRID if np.isfinite(t)]
 RBF_GAMMAS = [0.01, 0.1, 1.0, 10.0]  # times 1 / n_features
 RF_MAX_FEATURES = ["sqrt", 0.5]
 RF_TREES = 200
@@ -99,9 +115,13 @@ KERNEL_PARAMS = dict(activation="relu", beta=0.1, weight_std=1.0)
 
 QUICK = ["iris", "wine", "seeds", "glass", "breast-cancer-wisc-prog"]
 
-METHODS = ["svc-ntk", "svc-nngp", "ntk-classifier", "svc-rbf", "rf"]
+METHODS = ["svc-ntk", "svc-nngp", "ntk-classifier", "ntk-logloss", "ntk-calibrated",
+           "svc-rbf", "rf"]
 LABELS = {"svc-ntk": "SVC-NTK", "svc-nngp": "SVC-NNGP",
-          "ntk-classifier": "NTKClassifier", "svc-rbf": "SVC-RBF", "rf": "RF"}
+          "ntk-classifier": "NTKClassifier", "ntk-logloss": "NTK log loss",
+          "ntk-calibrated": "NTK calibrated", "svc-rbf": "SVC-RBF", "rf": "RF"}
+#: The methods that give probabilities, scored by log loss and Brier score.
+PROBABILISTIC = ["ntk-logloss", "ntk-calibrated"]
 
 
 # --------------------------------------------------------------------------- protocol
@@ -118,6 +138,8 @@ class Outcome:
     validation: float  # best accuracy on the selection split
     params: dict  # the selected hyperparameters
     svc_fits_capped: int = 0  # SVC fits stopped at SVC_MAX_ITER
+    log_loss: float = np.nan  # mean test log loss over the folds (probabilistic)
+    brier: float = np.nan  # mean test Brier score over the folds (probabilistic)
 
 
 def _protocol(ds, evaluate, grid, n_jobs):
@@ -229,7 +251,8 @@ def run_rf(ds, ctx):
     return Outcome(acc, val, {"max_features": best})
 
 
-def run_ntk_classifier(ds, ctx):
+def _select_ntk_classifier(ds, ctx):
+    """(depth, t, validation accuracy) of the squared-loss NTKClassifier."""
     NTKClassifier = sklearn_ntk.NTKClassifier
     staged = hasattr(NTKClassifier, "staged_predict")
     with tempfile.TemporaryDirectory(prefix="bench_uci_") as cache:
@@ -252,29 +275,112 @@ def run_ntk_classifier(ds, ctx):
 
         run = Parallel(n_jobs=ctx.n_jobs, prefer="threads")
         val = run(delayed(evaluate_depth)(d, ds.train, ds.validation) for d in DEPTHS)
-        flat = [(d, t) for d in DEPTHS for t in T_GRID]
-        scores = [s for row in val for s in row]
-        depth, t = flat[_first_best(scores)]
+    flat = [(d, t) for d in DEPTHS for t in T_GRID]
+    scores = [s for row in val for s in row]
+    depth, t = flat[_first_best(scores)]
+    return depth, t, float(max(scores))
 
-        def evaluate(train, test):
-            clf = NTKClassifier(depth=depth, t=t, n_jobs=1, **KERNEL_PARAMS)
-            return clf.fit(ds.X[train], ds.y[train]).score(ds.X[test], ds.y[test])
 
-        test = run(delayed(evaluate)(tr, te) for tr, te in ds.folds)
-    return Outcome(float(np.mean(test)), float(max(scores)), {"depth": depth, "t": t})
+def run_ntk_classifier(ds, ctx):
+    NTKClassifier = sklearn_ntk.NTKClassifier
+    depth, t, validation = _select_ntk_classifier(ds, ctx)
+
+    def evaluate(train, test):
+        clf = NTKClassifier(depth=depth, t=t, n_jobs=1, **KERNEL_PARAMS)
+        return clf.fit(ds.X[train], ds.y[train]).score(ds.X[test], ds.y[test])
+
+    run = Parallel(n_jobs=ctx.n_jobs, prefer="threads")
+    test = run(delayed(evaluate)(tr, te) for tr, te in ds.folds)
+    return Outcome(float(np.mean(test)), validation, {"depth": depth, "t": t})
+
+
+def _probability_scores(classes, proba, y):
+    """(accuracy, log loss, Brier score) of class probabilities on labels y.
+
+    Labels of y missing from ``classes`` (absent from the training split)
+    count as probability 0, clipped like sklearn.metrics.log_loss does.
+    """
+    onehot = (y[:, None] == classes[None]).astype(float)
+    accuracy = float(np.mean(classes[np.argmax(proba, axis=1)] == y))
+    eps = np.finfo(float).eps
+    truth = np.sum(proba * onehot, axis=1)
+    log_loss = float(-np.mean(np.log(np.clip(truth, eps, 1.0))))
+    brier = float(np.mean(np.sum((proba - onehot) ** 2, axis=1)
+                          + (1.0 - onehot.sum(axis=1))))
+    return accuracy, log_loss, brier
+
+
+def _mean_scores(folds):
+    accuracy, log_loss, brier = np.mean(np.array(folds, dtype=float), axis=0)
+    return float(accuracy), float(log_loss), float(brier)
+
+
+def run_ntk_logloss(ds, ctx):
+    NTKClassifier = sklearn_ntk.NTKClassifier
+
+    def evaluate_depth(depth, train, test):
+        """Accuracies at every t of FINITE_T_GRID: one integration of the flow."""
+        clf = NTKClassifier(depth=depth, t=1.0, loss="log_loss", n_jobs=1,
+                            **KERNEL_PARAMS).fit(ds.X[train], ds.y[train])
+        return [float(np.mean(p == ds.y[test]))
+                for p in clf.staged_predict(ds.X[test], FINITE_T_GRID)]
+
+    run = Parallel(n_jobs=ctx.n_jobs, prefer="threads")
+    val = run(delayed(evaluate_depth)(d, ds.train, ds.validation) for d in DEPTHS)
+    flat = [(d, t) for d in DEPTHS for t in FINITE_T_GRID]
+    scores = [s for row in val for s in row]
+    depth, t = flat[_first_best(scores)]
+
+    def evaluate(train, test):
+        clf = NTKClassifier(depth=depth, t=t, loss="log_loss", n_jobs=1,
+                            **KERNEL_PARAMS).fit(ds.X[train], ds.y[train])
+        return _probability_scores(clf.classes_, clf.predict_proba(ds.X[test]),
+                                   ds.y[test])
+
+    accuracy, log_loss, brier = _mean_scores(
+        run(delayed(evaluate)(tr, te) for tr, te in ds.folds))
+    return Outcome(accuracy, float(max(scores)), {"depth": depth, "t": t},
+                   log_loss=log_loss, brier=brier)
+
+
+def run_ntk_calibrated(ds, ctx):
+    NTKClassifier = sklearn_ntk.NTKClassifier
+    depth, t, validation = _select_ntk_classifier(ds, ctx)
+
+    def evaluate(train, test):
+        _, counts = np.unique(ds.y[train], return_counts=True)
+        folds = min(3, int(counts.min()))
+        if folds < 2:
+            return np.nan, np.nan, np.nan
+        clf = CalibratedClassifierCV(
+            NTKClassifier(depth=depth, t=t, n_jobs=1, **KERNEL_PARAMS),
+            method="sigmoid", cv=folds,
+        ).fit(ds.X[train], ds.y[train])
+        return _probability_scores(clf.classes_, clf.predict_proba(ds.X[test]),
+                                   ds.y[test])
+
+    run = Parallel(n_jobs=ctx.n_jobs, prefer="threads")
+    accuracy, log_loss, brier = _mean_scores(
+        run(delayed(evaluate)(tr, te) for tr, te in ds.folds))
+    return Outcome(accuracy, validation, {"depth": depth, "t": t},
+                   log_loss=log_loss, brier=brier)
 
 
 RUNNERS = {
     "svc-ntk": run_svc_kernel("ntk"),
     "svc-nngp": run_svc_kernel("nngp"),
     "ntk-classifier": run_ntk_classifier,
+    "ntk-logloss": run_ntk_logloss,
+    "ntk-calibrated": run_ntk_calibrated,
     "svc-rbf": run_svc_rbf,
     "rf": run_rf,
 }
 
 
 def available(method):
-    if method == "ntk-classifier" and not hasattr(sklearn_ntk, "NTKClassifier"):
+    if method.startswith("ntk-") and not hasattr(sklearn_ntk, "NTKClassifier"):
+        return False
+    if method == "ntk-logloss" and "loss" not in sklearn_ntk.NTKClassifier().get_params():
         return False
     return True
 
@@ -375,9 +481,13 @@ def render(record):
     if any(capped.values()):
         paragraphs[0] += (" SVC fits stopped at libsvm's iteration cap (10^6): " + ", ".join(
             f"{LABELS[m]} {capped[m]}" for m in methods if m.startswith("svc")) + ".")
+    probability_header, probability_rows = _probability_table(record)
     md = ["# UCI benchmark (Arora et al., ICLR 2020 protocol)", "", machine,
           " ".join(intro), "", paragraphs[0], "", "## Summary", ""]
     md += [_harness.markdown_table(summary_header, summary_rows), ""]
+    if probability_rows:
+        md += ["## Probabilities", "", PROBABILITY_TEXT, ""]
+        md += [_harness.markdown_table(probability_header, probability_rows), ""]
     md += ["## Per dataset", "", "Test accuracy (%) and the selected hyperparameters "
            "(L = depth); the best accuracy of each row is in bold.", ""]
     md += [_harness.markdown_table(detail_header, detail_rows), ""]
@@ -385,11 +495,48 @@ def render(record):
     rst = [machine.replace("`", "``"), " ".join(intro), "",
            paragraphs[0].replace("`", "``"), "", ".. rubric:: Summary", ""]
     rst += [_harness.rst_table(summary_header, summary_rows), ""]
+    if probability_rows:
+        rst += [".. rubric:: Probabilities", "", PROBABILITY_TEXT, ""]
+        rst += [_harness.rst_table(probability_header, probability_rows), ""]
     rst += [".. rubric:: Per dataset", "",
             "Test accuracy (%) and the selected hyperparameters (L = depth); the "
             "best accuracy of each row is in bold.", ""]
     rst += [_harness.rst_table(detail_header, detail_rows), ""]
     return "\n".join(md), "\n".join(rst)
+
+
+PROBABILITY_TEXT = (
+    "Mean over the datasets of the test log loss and Brier score (each the "
+    "mean over the four folds), over the datasets where both probabilistic "
+    "methods have a score, and the number of datasets where each is the better "
+    "(lower) of the two."
+)
+
+
+def _probability_table(record):
+    """Log loss and Brier score of the probabilistic methods (header, rows)."""
+    methods = [m for m in PROBABILISTIC if m in record["methods"]]
+    if not methods:
+        return None, []
+
+    def values(key):
+        return np.array([[_from_jsonable(row["results"][m].get(key, np.nan))
+                          if row["results"][m].get(key) is not None else np.nan
+                          for m in methods] for row in record["datasets"]], dtype=float)
+
+    log_loss, brier = values("log_loss"), values("brier")
+    scored = np.isfinite(log_loss).all(axis=1) & np.isfinite(brier).all(axis=1)
+    header = ["Method", "Datasets scored", "Mean log loss", "Mean Brier score",
+              "Best log loss on", "Best Brier on"]
+    rows = []
+    for j, m in enumerate(methods):
+        others = np.delete(np.arange(len(methods)), j)
+        best_log = np.sum(scored & (log_loss[:, j:j + 1] < log_loss[:, others]).all(axis=1))
+        best_brier = np.sum(scored & (brier[:, j:j + 1] < brier[:, others]).all(axis=1))
+        rows.append([LABELS[m], int(scored.sum()),
+                     f"{np.mean(log_loss[scored, j]):.4f}",
+                     f"{np.mean(brier[scored, j]):.4f}", int(best_log), int(best_brier)])
+    return header, rows
 
 
 def write(record, stem):
@@ -470,7 +617,7 @@ def main(argv=None):
     methods = [m for m in args.methods if available(m)]
     skipped = [LABELS[m] for m in args.methods if m not in methods]
     for label in skipped:
-        print(f"Skipping {label}: sklearn_ntk has no NTKClassifier yet.")
+        print(f"Skipping {label}: not in this version of sklearn_ntk.")
 
     environment = _harness.print_header()
 
@@ -515,6 +662,8 @@ def main(argv=None):
             results[m] = {"accuracy": outcome.accuracy, "validation": outcome.validation,
                           "seconds": seconds, "cpu_seconds": cpu,
                           "svc_fits_capped": outcome.svc_fits_capped,
+                          "log_loss": _jsonable(outcome.log_loss),
+                          "brier": _jsonable(outcome.brier),
                           "params": {k: _jsonable(v) for k, v in outcome.params.items()}}
         rows.append({"dataset": name, "n": ds.n_samples, "d": ds.n_features,
                      "classes": ds.n_classes, "gram_seconds": ctx.gram_seconds,
