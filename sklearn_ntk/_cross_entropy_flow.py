@@ -129,6 +129,11 @@ class Segment:
     jacobian: np.ndarray
     n_rejected: int
 
+    def end(self):
+        """The segment reduced to its end: all that the next segment needs."""
+        return Segment(self.times[-1:], self.states[-1:], self.slopes[-1:],
+                       self.next_step, self.jacobian, self.n_rejected)
+
     def at(self, time):
         """b at ``time`` (inside the segment), by cubic Hermite interpolation."""
         step = int(np.clip(np.searchsorted(self.times, time, side="right") - 1,
@@ -174,7 +179,11 @@ class CrossEntropyFlow:
         largest = eigenvalues[-1] if eigenvalues.size else 0.0
         self.unit = 1.0 / largest if largest > 0 else 1.0
         self._sqrt_eigenvalues = np.sqrt(eigenvalues)[:, None]
-        self._squared_eigenvectors = eigenvectors**2
+        self._squared_eigenvectors = None
+
+    def __getstate__(self):
+        # V∘V is as large as V and cheap to recompute: not pickled.
+        return {**self.__dict__, "_squared_eigenvectors": None}
 
     def segment_edges(self, index):
         """(start, end) time scales of segment ``index``: [0, u], then doubling."""
@@ -207,6 +216,8 @@ class CrossEntropyFlow:
         to its diagonal (for the softmax, the diagonal of each point's
         block, p(1 − p)).  It costs one product with V∘V, once per step.
         """
+        if self._squared_eigenvectors is None:
+            self._squared_eigenvectors = self.eigenvectors**2
         curvature = self._squared_eigenvectors.T @ (probabilities * (1.0 - probabilities))
         return curvature * self.eigenvalues[:, None]
 
@@ -296,21 +307,34 @@ def flow_segment(flow, index, previous=None):
 
 
 class SegmentSequence:
-    """The segments of one trajectory, computed in a row and kept in memory.
+    """The segments of one trajectory, recomputed on demand from their starts.
 
-    Calling it with an index returns that segment; ``segments`` holds every
-    segment computed so far.
+    Calling it with an index returns that segment.  Only the end of every
+    segment computed so far is kept (O(N·C) each), and the last full
+    segment: a segment asked for again is integrated again from its start,
+    to the same result, so memory stays independent of the number of steps.
     """
 
     def __init__(self, flow):
         self.flow = flow
-        self.segments = []
+        self.ends = []
+        self._last = None
+
+    def __getstate__(self):
+        # The last full segment is a cache: not pickled with an estimator.
+        return {**self.__dict__, "_last": None}
 
     def __call__(self, index):
-        while len(self.segments) <= index:
-            previous = self.segments[-1] if self.segments else None
-            self.segments.append(flow_segment(self.flow, len(self.segments), previous))
-        return self.segments[index]
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        first = min(index, len(self.ends))
+        previous = self.ends[first - 1] if first else None
+        for position in range(first, index + 1):
+            previous = flow_segment(self.flow, position, previous)
+            if position == len(self.ends):
+                self.ends.append(previous.end())
+        self._last = (index, previous)
+        return previous
 
 
 def states_at(flow, time_scales, segment_of):
@@ -321,7 +345,9 @@ def states_at(flow, time_scales, segment_of):
     finite: the flow has no limit on separable data.
     """
     states = np.zeros((len(time_scales),) + flow.projected_targets.shape)
-    for position, time_scale in enumerate(time_scales):
+    # In increasing order: each segment is asked for once.
+    for position in np.argsort(time_scales, kind="stable"):
+        time_scale = time_scales[position]
         if time_scale > 0:
             states[position] = segment_of(flow.segment_index(time_scale)).at(time_scale)
     return states

@@ -847,6 +847,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         self._fitted_t = float(self.t)
         with self._checked_range("The dual coefficients", X):
             self._factorization = self._eigen_factorization()
+            self._flow_segments = None
             self._dual_coef = self._log_loss_coefficients([self._fitted_t])[0]
         self._check_finite("The dual coefficients", X, self._dual_coef)
 
@@ -861,16 +862,22 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
     def _log_loss_coefficients(self, times):
         """Dual coefficients a_t at every time, shape (T, N, C), from one trajectory.
 
-        Without ``memory`` the segments are integrated here; with it, each
-        segment is read from (or written to) the cache.
+        Without ``memory`` the segments are integrated here, and the ends of
+        those computed are kept for later predictions; with it, each segment
+        is read from (or written to) the cache.
         """
         factorization = self._factorization
-        flow = CrossEntropyFlow(factorization.eigenvalues, factorization.eigenvectors,
-                                self._targets)
         memory = self._usable_memory()
         if memory is None:
-            segment_of = SegmentSequence(flow)
+            if self._flow_segments is None:
+                self._flow_segments = SegmentSequence(CrossEntropyFlow(
+                    factorization.eigenvalues, factorization.eigenvectors,
+                    self._targets))
+            flow = self._flow_segments.flow
+            segment_of = self._flow_segments
         else:
+            flow = CrossEntropyFlow(factorization.eigenvalues,
+                                    factorization.eigenvectors, self._targets)
             cached = _cached(memory, _cross_entropy_segment)
             args = (*self._kernel_args(), float(self.alpha), self._targets)
 
@@ -881,7 +888,7 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         time_scales = [math.ldexp(self._time_scale(t), factorization.scale_exponent)
                        for t in times]
         states = states_at(flow, time_scales, segment_of)
-        coefficients = np.einsum("ij,tjk->tik", factorization.eigenvectors, states)
+        coefficients = np.matmul(factorization.eigenvectors, states)
         return np.ldexp(coefficients, -factorization.scale_exponent)
 
     def _log_loss_decision(self, X, times):
