@@ -852,9 +852,11 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         self._check_finite("The dual coefficients", X, self._dual_coef)
 
     def _eigen_factorization(self):
+        """The eigendecomposition of Θ + αI (through ``memory``): the flow's basis."""
         memory = self._usable_memory()
         if memory is None:
-            return self._factorize(finite_time=True)[0]
+            K, _ = _training_kernels(*self._kernel_args(), n_jobs=self.n_jobs)
+            return factorize(K, float(self.alpha), finite_time=True)
         return _cached(memory, _cached_eigen_factorization)(
             *self._kernel_args(), float(self.alpha), n_jobs=self.n_jobs, memory=memory
         )
