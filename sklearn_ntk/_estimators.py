@@ -728,8 +728,9 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
     loss : {"squared_error", "log_loss"}, default="squared_error"
         The training cost: the squared error on ±1-encoded labels (a closed
         form) or the cross-entropy (an ODE integrated in the eigenbasis of
-        the training kernel, to a local accuracy of 1e-6 of the output
-        scale; see the user guide). With ``memory``, the integrated flow is
+        the training kernel, each step's error below 1e-7 of the output
+        scale; see the user guide), with which ``t`` must be finite. With
+        ``memory``, the integrated flow is
         cached too (keyed on the targets, in segments of doubling length), so
         a search over ``t`` integrates each fold's flow once.
 
