@@ -730,9 +730,9 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         form) or the cross-entropy (an ODE integrated in the eigenbasis of
         the training kernel, each step's error below 1e-7 of the output
         scale; see the user guide), with which ``t`` must be finite. With
-        ``memory``, the integrated flow is
-        cached too (keyed on the targets, in segments of doubling length), so
-        a search over ``t`` integrates each fold's flow once.
+        ``memory``, the integrated flow is cached too (keyed on the targets,
+        in segments of doubling length), so a search over ``t`` integrates
+        each fold's flow once.
 
     Attributes
     ----------
