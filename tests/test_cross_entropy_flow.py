@@ -202,3 +202,20 @@ def test_bad_input(data):
 @parametrize_with_checks([NTKClassifier(loss="log_loss", t=1e3)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_early_flow_is_the_squared_loss_at_a_quarter_speed(data):
+    # Linearising the logistic link, p(f) = 1/2 + f/4 - f³/48 + ..., turns
+    # the flow into the squared-loss flow on targets ±2 at a quarter of the
+    # time scale (docs/user_guide.rst): f_log(t) = 2 f_squared(t / 4) up to
+    # the cubic term, a relative f²/12 <= 2e-4 for outputs below 0.05.  The
+    # squared loss is the closed form, an independent computation.
+    X, X_test, labels = data
+    labels = labels > 0
+    t = 0.4
+    log_loss = NTKClassifier(t=t, loss="log_loss").fit(X, labels)
+    squared = NTKClassifier(t=t / 4).fit(X, labels)
+    expected = 2 * squared.decision_function(X_test)
+    assert 0.005 < np.abs(expected).max() < 0.05
+    assert_allclose(log_loss.decision_function(X_test), expected,
+                    rtol=0, atol=2e-4 * np.abs(expected).max())
