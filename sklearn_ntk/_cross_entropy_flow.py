@@ -123,7 +123,10 @@ class Segment:
 
     ``times`` (n + 1,) are the step edges, ``states`` and ``slopes``
     (n + 1, N, C) the state b and db/dc there; ``next_step`` the step size
-    the controller proposes after the segment.
+    the controller proposes after the segment, ``jacobian`` the diagonal of
+    the approximate Jacobian at its end (see
+    :meth:`CrossEntropyFlow.jacobian_diagonal`) and ``n_rejected`` the
+    number of steps the error control rejected.
     """
 
     times: np.ndarray
@@ -176,8 +179,9 @@ class CrossEntropyFlow:
         self.eigenvectors = eigenvectors
         self.projected_targets = eigenvectors.T @ targets
         n_train = max(eigenvalues.size, 1)
-        # ‖e‖_H ≤ tolerance · √(trace K / N): output errors of the order of
-        # tolerance at a point of average kernel diagonal.
+        # The root-mean-square of √λ·e at most tolerance · √(trace K / N):
+        # output errors of the order of the tolerance at a point of average
+        # kernel diagonal.
         self.error_bound = tolerance * math.sqrt(max(eigenvalues.sum() / n_train,
                                                      np.finfo(float).tiny))
         largest = eigenvalues[-1] if eigenvalues.size else 0.0
