@@ -66,7 +66,7 @@ How to run
 From the repository root::
 
     python benchmarks/bench_uci.py                 # all 90 datasets
-    python benchmarks/bench_uci.py --quick         # 5 small datasets, < 2 min
+    python benchmarks/bench_uci.py --quick         # 5 small datasets, a few minutes
     python benchmarks/bench_uci.py PATH --datasets iris wine --methods svc-ntk rf
 
 The data path defaults to ``../shared/uci``.  Results go to
