@@ -365,7 +365,8 @@ class _BaseGradientFlow(BaseEstimator):
         factorization = self._factorization
         spread = return_std or return_cov
         train_nngp = None
-        if spread and not factorization.answers_spread:
+        if spread and not (factorization.answers_spread
+                           and factorization.supports(time_scales)):
             # The covariance needs the eigendecomposition (Cholesky at c = ∞
             # alone); the means then come from it too.
             factorization, train_nngp = self._factorize(

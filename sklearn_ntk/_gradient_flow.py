@@ -520,28 +520,35 @@ class KrylovFactorization(Factorization):
         factorization = object.__new__(cls)
         factorization.scale_exponent = scale_exponent
         (time_scale,) = factorization._times_in_units([max_time_scale])
-        shift = cls.shift_for(K, time_scale)
+        typical = cls.typical_eigenvalue(K)
+        shift = cls.shift_for(typical, time_scale)
         upper, _ = linalg.cho_factor(
             _with_ridge(K, alpha + shift), lower=False, overwrite_a=True,
             check_finite=False,
         )
         factorization.__init__(upper, shift, targets)
+        factorization.typical = typical
         if not factorization._iterate(time_scale, max_steps):
             return None
         return factorization
 
     @staticmethod
-    def shift_for(K, max_time_scale):
-        """s = median diagonal of K, raised towards 10/c_max (both in units).
+    def typical_eigenvalue(K):
+        """The median diagonal entry of K: a value inside its spectrum."""
+        typical = float(np.median(K.diagonal()))
+        if typical <= 0.0:
+            typical = float(np.max(K.diagonal(), initial=0.0)) or 1.0
+        return typical
+
+    @staticmethod
+    def shift_for(typical, max_time_scale):
+        """s = the typical eigenvalue, raised towards 10/c_max (both in units).
 
         The median diagonal entry sits inside the spectrum and converges at
         any c; when every c is small, φ_c varies only across the largest
         eigenvalues, which a shift near 1/c resolves in a few iterations
         (at most 1000 times the median: ``--only krylov`` measures both).
         """
-        typical = float(np.median(K.diagonal()))
-        if typical <= 0.0:
-            typical = float(np.max(K.diagonal(), initial=0.0)) or 1.0
         if max_time_scale <= 0.0:
             return typical
         return max(typical, min(1000.0 * typical, 10.0 / max_time_scale))
@@ -556,9 +563,14 @@ class KrylovFactorization(Factorization):
     def extended(self, max_time_scale, max_steps=None):
         """A copy serving every c up to ``max_time_scale`` (user units).
 
-        Returns None if it would take more than ``max_steps`` steps.
+        Returns None if it would take more than ``max_steps`` steps, or if the
+        larger c asks for a smaller shift than this basis's: a shift tuned
+        to small c converges slowly at large c, where successive iterates
+        differ by less than their error (the caller factorises again).
         """
         (time_scale,) = self._times_in_units([max_time_scale])
+        if self.shift_for(self.typical, time_scale) != self.shift:
+            return None
         extended = object.__new__(KrylovFactorization)
         extended.__dict__.update(self.__dict__)
         extended.columns = [column.copy() for column in self.columns]
