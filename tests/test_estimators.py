@@ -467,6 +467,9 @@ def test_memory_with_callable_activation(problem, tmp_path, condition):
         NTKRegressor(t=1e4, depth=2),
         NNGPRegressor(t=1e4, activation="erf"),
         NTKClassifier(t=1e3),
+        # The Krylov bases in place of the eigendecomposition.
+        NTKRegressor(t=1e4, depth=2, solver="krylov"),
+        NTKClassifier(t=1e3, solver="krylov"),
     ]
 )
 def test_sklearn_compatible(estimator, check):
