@@ -5,8 +5,7 @@
     python benchmarks/bench_estimators.py --only drivers  # one section
     python benchmarks/bench_estimators.py --sizes 1000 2000 --repeats 3
     python benchmarks/bench_estimators.py --only fit --sizes 300 --repeats 1 --output /tmp/est
-    python benchmarks/bench_estimators.py --only krylov --sizes 4000             # t = 10 vs ∞, eigh
-    python benchmarks/bench_estimators.py --only krylov --sizes 10000 20000 --repeats 1
+    python benchmarks/bench_estimators.py --only krylov --sizes 4000 10000 20000  # t = 10 vs ∞
     python benchmarks/bench_estimators.py --only search   # 6 t x 3 folds vs 1 t
     python benchmarks/bench_estimators.py --only scale --scale-n 20000  # fresh process
 
@@ -195,19 +194,21 @@ def bench_staged(repeats, n=2000, n_test=2000, n_times=20):
     return f"{title}\n\n{table}", {"times": {k: v.wall for k, v in timings.items()}}
 
 
-def bench_krylov(sizes, repeats, n_test, eigh_max):
+def bench_krylov(sizes, repeats, n_test, eigh_max, budget):
     """fit + predict at t = 10 (solver "krylov") against t = ∞ and "eigh".
 
     The three run interleaved in one process, so that their ratios hold
-    under the shared machine's load.  Above ``eigh_max`` training samples
+    under the shared machine's load; each repeats while its runs total less
+    than ``budget`` seconds (at least once).  Above ``eigh_max`` training samples
     the eigendecomposition is not run: its time is extrapolated as N³
     from the largest size measured, and marked so.
     """
     title = (f"fit + predict ({n_test} test points, depth 3, relu), t = 10 with "
              f"solver=\"krylov\" vs t = ∞ (Cholesky) and solver=\"eigh\", seconds, "
-             f"median of {repeats} interleaved runs")
+             f"median of up to {repeats} interleaved runs (fewer past {budget:.0f} s "
+             "in total: the runs column)")
     header = ["n_train", "t = ∞", "t = 10 krylov", "ratio to t = ∞", "t = 10 eigh",
-              "eigh / krylov", "relative difference"]
+              "eigh / krylov", "relative difference", "runs"]
     print(f"\n### {title}\n", flush=True)
     print(_harness.markdown_table(header, []), flush=True)
     rows, data_rows = [], []
@@ -223,7 +224,7 @@ def bench_krylov(sizes, repeats, n_test, eigh_max):
         if n <= eigh_max:
             runs["t = 10 eigh"] = lambda: NTKRegressor(t=10.0, solver="eigh").fit(
                 X_train, y_train).predict(X_test)
-        timings, results = _harness.interleaved(runs, repeats)
+        timings, results = _harness.interleaved(runs, repeats, budget=budget)
         medians = {key: timing.median for key, timing in timings.items()}
         krylov = medians["t = 10 krylov"]
         if "t = 10 eigh" in medians:
@@ -240,7 +241,8 @@ def bench_krylov(sizes, repeats, n_test, eigh_max):
             difference, difference_cell = None, "–"
         row = [n, f"{medians['t = ∞']:.2f}", f"{krylov:.2f}",
                f"**{krylov / medians['t = ∞']:.2f}**", eigh_cell,
-               "–" if eigh is None else f"{eigh / krylov:.0f}×", difference_cell]
+               "–" if eigh is None else f"{eigh / krylov:.0f}×", difference_cell,
+               "/".join(str(len(timing.wall)) for timing in timings.values())]
         rows.append(row)
         data_rows.append({"n": n, "times": {k: t.wall for k, t in timings.items()},
                           "eigh_extrapolated": "t = 10 eigh" not in medians,
@@ -398,6 +400,8 @@ def main(argv=None):
                         help="BLAS threads for the driver benchmark")
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads for everything (0: library default)")
+    parser.add_argument("--budget", type=float, default=60.0,
+                        help="krylov section: seconds after which a run stops repeating")
     parser.add_argument("--eigh-max", type=int, default=4000,
                         help="largest N at which the krylov section runs eigh")
     parser.add_argument("--small-sizes", type=int, nargs="*", default=[200, 500, 1000],
@@ -432,7 +436,7 @@ def main(argv=None):
         "staged": ("staged_predict", lambda: bench_staged(args.repeats)),
         "krylov": ("Finite t without an eigendecomposition (solver=\"krylov\")",
                    lambda: bench_krylov(args.sizes, args.repeats, n_test=1000,
-                                        eigh_max=args.eigh_max)),
+                                        eigh_max=args.eigh_max, budget=args.budget)),
         "crossover": ("Where solver=\"auto\" switches",
                       lambda: bench_crossover(args.small_sizes, args.repeats)),
         "search": ("GridSearchCV over t with memory: 6 times vs 1",
