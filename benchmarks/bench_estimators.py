@@ -5,7 +5,7 @@
     python benchmarks/bench_estimators.py --only drivers  # one section
     python benchmarks/bench_estimators.py --sizes 1000 2000 --repeats 3
     python benchmarks/bench_estimators.py --only fit --sizes 300 --repeats 1 --output /tmp/est
-    python benchmarks/bench_estimators.py --only krylov --sizes 4000 10000 20000  # t = 10 vs ∞
+    python benchmarks/bench_estimators.py --only krylov --sizes 4000 10000 20000
     python benchmarks/bench_estimators.py --only search   # 6 t x 3 folds vs 1 t
     python benchmarks/bench_estimators.py --only scale --scale-n 20000  # fresh process
 
@@ -231,13 +231,15 @@ def bench_krylov(sizes, repeats, n_test, eigh_max, budget):
             eigh = medians["t = 10 eigh"]
             measured_eigh = (n, eigh)
             eigh_cell = f"{eigh:.2f}"
-            difference = (np.linalg.norm(results["t = 10 krylov"] - results["t = 10 eigh"])
-                          / np.linalg.norm(results["t = 10 eigh"]))
+            krylov_mean, eigh_mean = results["t = 10 krylov"], results["t = 10 eigh"]
+            difference = (np.linalg.norm(krylov_mean - eigh_mean)
+                          / np.linalg.norm(eigh_mean))
             difference_cell = f"{difference:.0e}"
         else:
             eigh = (None if measured_eigh is None
                     else measured_eigh[1] * (n / measured_eigh[0]) ** 3)
-            eigh_cell = "–" if eigh is None else f"~{eigh:.0f} (N³ from {measured_eigh[0]})"
+            eigh_cell = ("–" if eigh is None
+                         else f"~{eigh:.0f} (N³ from {measured_eigh[0]})")
             difference, difference_cell = None, "–"
         row = [n, f"{medians['t = ∞']:.2f}", f"{krylov:.2f}",
                f"**{krylov / medians['t = ∞']:.2f}**", eigh_cell,
@@ -279,8 +281,9 @@ def bench_crossover(sizes, repeats):
             "eigh": lambda: NTKRegressor(t=10.0, solver="eigh").fit(X, y),
             "scipy eigh": lambda: scipy.linalg.eigh(K, driver="evd"),
             # 20 solves per timed call: one is too short for the timer at small N.
-            "20 steps": lambda: [scipy.linalg.cho_solve(factor, vector, check_finite=False)
-                                 for _ in range(20)],
+            "20 steps": lambda: [
+                scipy.linalg.cho_solve(factor, vector, check_finite=False)
+                for _ in range(20)],
         }, repeats, keep=())
         medians = {key: timing.median for key, timing in timings.items()}
         step = medians["20 steps"] / 20
@@ -326,7 +329,8 @@ def bench_search(repeats, n=2000):
              f"**{medians[solver + ', 6 times'] / medians[solver + ', 1 time']:.2f}**"]
             for solver in ("krylov", "eigh")]
     scores = {key: s.cv_results_["mean_test_score"] for key, s in searches.items()}
-    difference = float(np.max(np.abs(scores["krylov, 6 times"] - scores["eigh, 6 times"])))
+    difference = float(np.max(np.abs(scores["krylov, 6 times"]
+                                     - scores["eigh, 6 times"])))
     table = _harness.markdown_table(["solver", "1 time", "6 times", "ratio"], rows)
     print(table + f"\n\nlargest score difference krylov - eigh: {difference:.1e}",
           flush=True)
@@ -352,7 +356,7 @@ def scale_child(n, n_test, t, n_jobs):
 
 
 def bench_scale(n, n_test, times, n_jobs, blas_threads):
-    """NTKRegressor(t, n_jobs).fit(X, y).predict(X_test) at large N, each in a fresh process.
+    """NTKRegressor(t, n_jobs).fit(X, y).predict(X_test) at large N, fresh processes.
 
     Peak memory is the child's peak resident set size (all of it: Python,
     numpy, the data), over 8 N² bytes, the size of the N × N kernel.
@@ -381,8 +385,9 @@ def bench_scale(n, n_test, times, n_jobs, blas_threads):
         print(_harness.markdown_row(row), f"(load before {load_before}, after "
               f"{report['load_after']})", flush=True)
     table = _harness.markdown_table(header, rows)
-    loads = "; ".join(f"t = {r['t']}: {r['load_before']} before, {r['load_after']} after"
-                      for r in data_rows)
+    loads = "; ".join(
+        f"t = {r['t']}: {r['load_before']} before, {r['load_after']} after"
+        for r in data_rows)
     return (f"### {title}\n\n{table}\n\nLoad averages (1, 5, 15 min): {loads}.",
             {"n": n, "n_test": n_test, "rows": data_rows})
 
@@ -401,7 +406,7 @@ def main(argv=None):
     parser.add_argument("--blas-threads", type=int, default=1,
                         help="BLAS threads for everything (0: library default)")
     parser.add_argument("--budget", type=float, default=60.0,
-                        help="krylov section: seconds after which a run stops repeating")
+                        help="krylov section: seconds after which runs stop repeating")
     parser.add_argument("--eigh-max", type=int, default=4000,
                         help="largest N at which the krylov section runs eigh")
     parser.add_argument("--small-sizes", type=int, nargs="*", default=[200, 500, 1000],

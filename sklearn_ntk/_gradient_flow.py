@@ -402,7 +402,8 @@ class _LanczosColumn:
         clone = object.__new__(_LanczosColumn)
         clone.__dict__.update(self.__dict__)
         clone.basis = self.basis.copy()
-        clone.diagonal, clone.off_diagonal = list(self.diagonal), list(self.off_diagonal)
+        clone.diagonal = list(self.diagonal)
+        clone.off_diagonal = list(self.off_diagonal)
         return clone
 
     def advance(self, solved):
@@ -599,7 +600,8 @@ class KrylovFactorization(Factorization):
             steps = max(column.steps for column in pending)
             if max_steps is not None and steps >= max_steps:
                 return False
-            current = np.stack([column.basis[column.steps] for column in pending], axis=1)
+            current = np.stack([column.basis[column.steps] for column in pending],
+                               axis=1)
             solved = linalg.cho_solve((self.upper, False), current, overwrite_b=True,
                                       check_finite=False)
             still = []
@@ -607,7 +609,8 @@ class KrylovFactorization(Factorization):
                 column.advance(np.ascontiguousarray(solved[:, index]))
                 if column.exact:
                     continue
-                if column.steps <= KRYLOV_CHECK_EVERY or column.steps % KRYLOV_CHECK_EVERY:
+                if (column.steps <= KRYLOV_CHECK_EVERY
+                        or column.steps % KRYLOV_CHECK_EVERY):
                     still.append(column)
                 elif not column.check(self.shift, max_time_scale):
                     still.append(column)
@@ -618,7 +621,8 @@ class KrylovFactorization(Factorization):
     def _coefficients(self, Y, time_scales):
         if Y is not self.targets and not np.array_equal(Y, self.targets):
             raise ValueError("a Krylov basis answers for the targets it was built from")
-        columns = [column.coefficients(self.shift, time_scales) for column in self.columns]
+        columns = [column.coefficients(self.shift, time_scales)
+                   for column in self.columns]
         return np.stack(columns, axis=2).transpose(1, 0, 2)
 
     def _readout_spread(self, cross_nngp, time_scales, full):

@@ -241,7 +241,8 @@ def test_memory_shares_bases_across_times_and_keys_them_on_targets(
     # One basis (one Cholesky factorisation of the shifted kernel) and one
     # test-versus-train kernel per fold, for all six times.
     assert counts == {"cholesky": 3, "cross": 3}
-    plain = GridSearchCV(NTKRegressor(solver="eigh"), grid, cv=cv, refit=False).fit(X, y)
+    plain = GridSearchCV(NTKRegressor(solver="eigh"), grid, cv=cv,
+                         refit=False).fit(X, y)
     assert_allclose(search.cv_results_["mean_test_score"],
                     plain.cv_results_["mean_test_score"], rtol=REQUIRED)
     # Other targets get their own basis, not the cached one of y.
@@ -250,5 +251,5 @@ def test_memory_shares_bases_across_times_and_keys_them_on_targets(
     backward = clone(cached).fit(X, 2 * y + 1).predict(X_test)
     fresh = NTKRegressor(t=3.0, solver="krylov").fit(X, 2 * y + 1).predict(X_test)
     assert relative_error(backward, fresh) <= REQUIRED
-    assert relative_error(forward, (fresh - NTKRegressor(
-        t=3.0, solver="krylov").fit(X, np.ones_like(y)).predict(X_test)) / 2) <= REQUIRED
+    ones = NTKRegressor(t=3.0, solver="krylov").fit(X, np.ones_like(y)).predict(X_test)
+    assert relative_error(forward, (fresh - ones) / 2) <= REQUIRED
