@@ -463,8 +463,11 @@ class _LanczosColumn:
         return self.converged_up_to >= max_time_scale
 
     def coefficients(self, shift, time_scales):
-        """a_c ≈ φ_c(K + αI) y for every c, shape (N, T)."""
-        if not self.norm:
+        """a_c ≈ φ_c(K + αI) y for every c, shape (N, T).
+
+        No step yet (a basis for c = 0 only, or y = 0): φ_0 = 0, a = 0.
+        """
+        if not self.norm or not self.steps:
             return np.zeros((self.basis.shape[1], len(time_scales)))
         ritz, vectors = _ritz(self.diagonal, self.off_diagonal, shift,
                               self.basis.shape[1])

@@ -253,3 +253,17 @@ def test_memory_shares_bases_across_times_and_keys_them_on_targets(
     assert relative_error(backward, fresh) <= REQUIRED
     ones = NTKRegressor(t=3.0, solver="krylov").fit(X, np.ones_like(y)).predict(X_test)
     assert relative_error(forward, (fresh - ones) / 2) <= REQUIRED
+
+
+def test_zero_time_and_zero_targets():
+    """t = 0 needs no step (φ_0 = 0); a zero target column has no basis at all."""
+    X, Y, X_test = make_problem(1e-10, 2)
+    Y[:, 1] = 0.0
+    reg = NTKRegressor(t=0.0, solver="krylov").fit(X, Y)
+    np.testing.assert_array_equal(reg.predict(X_test), 0.0)
+    times = [0.0, 1.0, 1e3]
+    expected = reference_means(NTK(), X, Y, X_test, 1e-10, times, 1.0)
+    for path_mean, reference in zip(reg.staged_predict(X_test, times), expected):
+        np.testing.assert_array_equal(path_mean[:, 1], 0.0)
+        if np.any(reference):
+            assert relative_error(path_mean, reference) <= REQUIRED
