@@ -346,26 +346,30 @@ def scale_child(n, n_test, t, n_jobs):
     import time
 
     X, y = data(n + n_test)
+    cpu_start = time.process_time()
     start = time.perf_counter()
     reg = NTKRegressor(t=t, n_jobs=n_jobs).fit(X[:n], y[:n])
     fitted = time.perf_counter()
     reg.predict(X[n:])
     done = time.perf_counter()
     print(json.dumps({"fit": fitted - start, "predict": done - fitted,
-                      "total": done - start, "peak_rss": _harness.peak_rss_bytes()}))
+                      "total": done - start, "cpu": time.process_time() - cpu_start,
+                      "peak_rss": _harness.peak_rss_bytes()}))
 
 
 def bench_scale(n, n_test, times, n_jobs, blas_threads):
     """NTKRegressor(t, n_jobs).fit(X, y).predict(X_test) at large N, fresh processes.
 
     Peak memory is the child's peak resident set size (all of it: Python,
-    numpy, the data), over 8 N² bytes, the size of the N × N kernel.
+    numpy, the data), over 8 N² bytes, the size of the N × N kernel.  The
+    CPU seconds of all the child's threads tell what the wall time would be
+    on an idle machine (about half of them on two cores).
     """
     title = (f"NTKRegressor(t, n_jobs={n_jobs}).fit(X, y).predict(X_test), "
              f"N = {n}, {n_test} test points, {blas_threads} BLAS thread(s), one fresh "
              "process per t, one run each")
-    header = ["t", "fit (s)", "predict (s)", "total (s)", "peak RSS (GB)",
-              "peak / 8 N²"]
+    header = ["t", "fit (s)", "predict (s)", "total (s)", "CPU (s, all threads)",
+              "peak RSS (GB)", "peak / 8 N²"]
     print(f"\n### {title}\n", flush=True)
     print(_harness.markdown_table(header, []), flush=True)
     rows, data_rows = [], []
@@ -374,10 +378,11 @@ def bench_scale(n, n_test, times, n_jobs, blas_threads):
         report = _harness.run_child(__file__, [
             "--scale-child", n, n_test, t, n_jobs, "--blas-threads", blas_threads])
         if "error" in report:
-            row = [t, report["error"], "", "", "", ""]
+            row = [t, report["error"], "", "", "", "", ""]
         else:
             row = [t, f"{report['fit']:.0f}", f"{report['predict']:.1f}",
-                   f"**{report['total']:.0f}**", f"{report['peak_rss'] / 1e9:.2f}",
+                   f"**{report['total']:.0f}**", f"{report['cpu']:.0f}",
+                   f"{report['peak_rss'] / 1e9:.2f}",
                    f"**{report['peak_rss'] / (8 * n * n):.2f}**"]
         report.update(t=t, load_before=load_before, load_after=_load())
         rows.append(row)

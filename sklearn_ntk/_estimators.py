@@ -34,13 +34,15 @@ from ._recursion import diagonal, kernel_matrices
 
 #: ``solver="auto"`` uses the Krylov bases from this many training samples
 #: on: below, the eigendecomposition takes milliseconds and also serves
-#: ``return_std`` (``benchmarks/bench_estimators.py --only krylov``).
+#: ``return_std`` (``benchmarks/bench_estimators.py --only crossover``: at
+#: N = 200 both fits take 20 ms, at N = 500 the Krylov one is 2.4× faster).
 AUTO_KRYLOV_MIN_SAMPLES = 500
 
 #: ``solver="auto"`` gives the Lanczos processes N / AUTO_KRYLOV_STEP_FRACTION
 #: steps before it switches to the eigendecomposition: a step costs two
-#: triangular solves (2 N² flops, memory-bound), the eigendecomposition
-#: about 600–1000 of them at N = 1000–4000 on one thread (``--only krylov``).
+#: triangular solves (2 N² flops, memory-bound), the eigendecomposition as
+#: much as 90–270 steps at N = 200–1000 on one thread (``--only crossover``),
+#: so N/4 steps is about where the Krylov path stops being the cheaper one.
 AUTO_KRYLOV_STEP_FRACTION = 4
 
 #: With ``memory`` the cached Krylov bases serve every c up to this value
