@@ -313,8 +313,11 @@ class _BaseGradientFlow(BaseEstimator):
         kernels = _cached(self._usable_memory(), _training_kernels)
         return kernels(*self._kernel_args(), n_jobs=self.n_jobs)[1]
 
-    def _usable_memory(self):
-        """The joblib.Memory to cache with, or None."""
+    def _usable_memory(self, warn=True):
+        """The joblib.Memory to cache with, or None.
+
+        ``warn=False`` for predictions: ``fit`` has said it once already.
+        """
         memory = check_memory(self.memory)
         if memory.location is None:
             return None
@@ -322,6 +325,8 @@ class _BaseGradientFlow(BaseEstimator):
             try:
                 joblib.hash(self.activation)
             except Exception:  # pickling errors of all kinds: no stable key
+                if not warn:
+                    return None
                 warnings.warn(
                     f"memory is ignored: the activation {self.activation!r} cannot "
                     "be pickled, so it has no cache key; use a module-level "
@@ -399,7 +404,7 @@ class _BaseGradientFlow(BaseEstimator):
             prepared = factorization.prepare_all_layers(train_nngp, n_times)
         variances = np.empty((n_times, n_test)) if return_std else None
         covariances = None
-        memory = None if spread else self._usable_memory()
+        memory = None if spread else self._usable_memory(warn=False)
         for rows in batches:
             if memory is not None:
                 # A search over t scores every t on the same fold: the
@@ -524,7 +529,8 @@ _PARAMETERS_DOC = """
         ``t`` or ``learning_rate``; the Krylov bases also on the targets,
         built for every t up to 1e6 · n_samples / (learning_rate · k) with k
         the median diagonal entry of the kernel), and the kernels between
-        test and training points of mean predictions, as ``memory`` of
+        test and training points of mean predictions (8 · n_test ·
+        n_samples bytes on disk per test set), as ``memory`` of
         :class:`~sklearn.pipeline.Pipeline`: a search over ``t`` then
         computes one kernel and one factorisation per fold. The Cholesky
         factor used at ``t=np.inf`` is recomputed from the cached kernel (it

@@ -121,7 +121,9 @@ class Factorization:
 
     scale_exponent = 0
 
-    #: Whether :meth:`readout_spread` and :meth:`all_layers_spread` are answered.
+    #: Whether :meth:`readout_spread` and :meth:`all_layers_spread` are
+    #: answered (a type that does not answer them does not define their
+    #: underscored implementations).
     answers_spread = True
 
     def supports(self, time_scales):
@@ -631,12 +633,6 @@ class KrylovFactorization(Factorization):
         columns = [column.coefficients(self.shift, time_scales)
                    for column in self.columns]
         return np.stack(columns, axis=2).transpose(1, 0, 2)
-
-    def _readout_spread(self, cross_nngp, time_scales, full):
-        raise NotImplementedError("the covariance needs the eigendecomposition")
-
-    def _all_layers_spread(self, cross_ntk, cross_nngp, prepared, time_scales, full):
-        raise NotImplementedError("the covariance needs the eigendecomposition")
 
 
 def factorize(K, alpha, finite_time, targets=None, max_time_scale=None,
