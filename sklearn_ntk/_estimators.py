@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._activations import get_activation
+from ._activations import document_activations, get_activation
 from ._gradient_flow import factorize
 from ._parameters import N_JOBS_CONSTRAINT, NETWORK_PARAMETER_CONSTRAINTS
 from ._range import checked_range, range_error
@@ -358,8 +358,8 @@ _PARAMETERS_DOC = """
         Number of dense layers L >= 1 (L - 1 hidden activations); depth 1 is
         the linear model.
     activation : str or callable, default="relu"
-        "relu", "leaky_relu", "abs", "erf", "identity", "gelu", "sin", "cos",
-        "tanh", "sigmoid", "softplus" or a vectorised callable; see
+        %(activations)s
+        or a vectorised callable; see
         :class:`~sklearn_ntk.NTK`.
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0).
@@ -394,7 +394,8 @@ _PARAMETERS_DOC = """
 
 def _doc(cls):
     """Insert the shared Parameters section into an estimator's docstring."""
-    cls.__doc__ = cls.__doc__.replace("    %(parameters)s", _PARAMETERS_DOC.strip("\n"))
+    cls.__doc__ = document_activations(
+        cls.__doc__.replace("    %(parameters)s", _PARAMETERS_DOC.strip("\n")))
     return cls
 
 

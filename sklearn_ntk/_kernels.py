@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 from sklearn.utils.validation import check_array
 
-from ._activations import get_activation
+from ._activations import document_activations, get_activation
 from ._parameters import check_parameters
 from ._recursion import diagonal, kernel_matrices
 
@@ -216,9 +216,11 @@ class NTK(_InfiniteWidthKernel):
         Number of dense layers L >= 1 (L - 1 hidden activations); depth 1
         is the linear model.
     activation : str or callable, default="relu"
-        "relu", "leaky_relu" (slope 0.01), "abs", "erf", "identity",
-        "gelu" (exact x·Φ(x)), "sin", "cos" use closed forms; "tanh",
-        "sigmoid", "softplus" or a vectorised callable (smooth, or with
+        %(closed_form_activations)s
+        use closed forms ("leaky_relu" has slope 0.01 for x < 0, "gelu" is
+        the exact x·Φ(x));
+        %(numerical_activations)s
+        or a vectorised callable (smooth, or with
         kinks at 0) use a Hermite series with an exact error bound and,
         where it would be slow, nested quadrature: at every pre-activation
         variance, each layer's expectations are accurate to 1e-10 relative
@@ -320,6 +322,9 @@ class NTK(_InfiniteWidthKernel):
             beta_bounds=beta_bounds, weight_std_bounds=weight_std_bounds,
             n_jobs=n_jobs,
         )
+
+
+NTK.__doc__ = document_activations(NTK.__doc__)
 
 
 class NNGP(_InfiniteWidthKernel):

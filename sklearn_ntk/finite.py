@@ -52,7 +52,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._activations import PiecewiseLinearActivation, get_activation
+from ._activations import get_activation
 from ._parameters import (
     NETWORK_PARAMETER_CONSTRAINTS,
     check_parameters,
@@ -222,7 +222,7 @@ class Network:
     def _activate(self, z, need_derivative):
         """Return (σ(z), σ'(z) or None), overwriting z where possible."""
         act = self._activation
-        if isinstance(act, PiecewiseLinearActivation):
+        if act.piecewise_linear:
             # In-place path for relu / leaky_relu / abs: no float64 round
             # trip and no temporary of the size of z besides σ'.
             positive = z > 0

@@ -16,8 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sklearn_ntk._activation_interface import Activation
 from sklearn_ntk._activations import ACTIVATIONS, get_activation
-from sklearn_ntk._recursion import TILE_SIZE, diagonal, kernel_matrices
+from sklearn_ntk._recursion import (
+    KERNEL_CHOICES,
+    TILE_SIZE,
+    diagonal,
+    kernel_matrices,
+    layer_tangents,
+    layer_tangents_in_place,
+    layer_values,
+    layer_values_in_place,
+)
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "neural_tangents_reference.npz")
 EPS = np.finfo(float).eps
@@ -253,3 +263,152 @@ def test_values_are_bit_identical_with_and_without_gradients(activation):
     with_gradient = kernel_matrices(X, eval_gradient=True, **params)
     np.testing.assert_array_equal(with_gradient.nngp, plain.nngp)
     np.testing.assert_array_equal(with_gradient.ntk, plain.ntk)
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 6)])
+def test_in_place_layer_equals_the_plain_layer_bit_for_bit(shape):
+    # The tiles use the in-place twins; they must be the same arithmetic in
+    # the same order as the plain functions the diagonal uses (so that a
+    # tile's diagonal equals diagonal()), whatever the buffers.
+    rng = np.random.default_rng(4)
+    k, kdot, ntk = (rng.uniform(0.1, 2.0, shape) for _ in range(3))
+    dk, dkdot, d_ntk = (rng.normal(size=(2,) + shape) for _ in range(3))
+    bias_var = 0.3
+
+    expected_tangents = layer_tangents(k, kdot, dk, dkdot, ntk, d_ntk, bias_var)
+    expected_values = layer_values(k, kdot, ntk, bias_var)
+    buffers = [a.copy() for a in (k, kdot, dk, dkdot, ntk, d_ntk)]
+    k_, kdot_, dk_, dkdot_, ntk_, d_ntk_ = buffers
+    tangents = layer_tangents_in_place(k_, kdot_, dk_, dkdot_, ntk_, d_ntk_, bias_var)
+    values = layer_values_in_place(k_, kdot_, ntk_, bias_var)
+    for actual, expected in zip(tangents + values, expected_tangents + expected_values):
+        np.testing.assert_array_equal(actual, expected)
+    # The results live in the buffers the docstrings name.
+    assert values[0] is k_ and values[1] is ntk_
+    assert tangents[0] is dk_ and tangents[1] is d_ntk_
+    # Without Θ (kernel="nngp"), Σ and dΣ are the same numbers.
+    k_, kdot_, dk_, dkdot_ = (a.copy() for a in (k, kdot, dk, dkdot))
+    d_nngp, d_ntk_none = layer_tangents_in_place(k_, kdot_, dk_, dkdot_, None, None,
+                                                 bias_var)
+    nngp, ntk_none = layer_values_in_place(k_, kdot_, None, bias_var)
+    assert ntk_none is None and d_ntk_none is None
+    np.testing.assert_array_equal(d_nngp, expected_tangents[0])
+    np.testing.assert_array_equal(nngp, expected_values[0])
+
+
+def test_plain_layer_is_the_recursion_of_the_paper():
+    # One relu layer written out with numpy: Σ' = σ_w² E + β², Σ̇ = σ_w² Ė,
+    # Θ' = Θ Σ̇ + Σ', with the arc-cosine expectations of Cho & Saul (2009)
+    # at unit variances, E = (sin θ + (π − θ) cos θ)/2π and Ė = (π − θ)/2π.
+    # ~10 roundings on each side.
+    theta = np.array([0.3, 1.2, 2.5])
+    weight_var, bias_var, ntk = 1.7, 0.04, np.array([1.1, 0.9, 0.5])
+    expectation = (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
+    slope_expectation = (np.pi - theta) / (2 * np.pi)
+    nngp, new_ntk = layer_values(weight_var * expectation,
+                                 weight_var * slope_expectation, ntk, bias_var)
+    relu = get_activation("relu")
+    rows, cols = relu.prepare([np.ones(3), np.ones(3)])
+    k, kdot = relu.dual(rows, cols, np.diag(np.cos(theta)), scale=weight_var)
+    np.testing.assert_allclose(np.diag(k) + bias_var, nngp, rtol=10 * EPS)
+    np.testing.assert_allclose(ntk * np.diag(kdot) + nngp, new_ntk, rtol=10 * EPS)
+    np.testing.assert_allclose(nngp, weight_var * expectation + bias_var, rtol=2 * EPS)
+    np.testing.assert_allclose(
+        new_ntk, ntk * weight_var * slope_expectation + nngp, rtol=4 * EPS)
+
+
+@pytest.mark.parametrize("kernel", ["NTK", "gp", "", None, ["ntk"]])
+def test_unknown_kernel_is_an_error_naming_the_choices(kernel):
+    X = np.ones((2, 3))
+    with pytest.raises(ValueError, match="kernel must be one of") as error:
+        kernel_matrices(X, depth=2, activation="relu", beta=0.1, weight_std=1.0,
+                        kernel=kernel)
+    assert all(repr(choice) in str(error.value) for choice in KERNEL_CHOICES)
+
+
+class _Square(Activation):
+    """σ(x) = x², written as a user of the interface would add it.
+
+    E[u²v²] = q11 q22 + 2 q12² and E[(2u)(2v)] = 4 q12 (Isserlis' theorem);
+    it computes in new arrays (workspace_size 0).
+    """
+
+    name = "square"
+
+    def function(self, x):
+        return np.square(x)
+
+    def derivative(self, x):
+        return 2.0 * np.asarray(x)
+
+    def _dual(self, rows, cols, cov, scale, workspace):
+        k = np.outer(rows.variance, cols.variance) + 2.0 * cov**2
+        return scale * k, scale * 4.0 * cov
+
+    def _dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
+        dk = (d_rows[:, :, None] * cols.variance[None, None, :]
+              + rows.variance[None, :, None] * d_cols[:, None, :] + 4.0 * cov * d_cov)
+        return dk, 4.0 * d_cov
+
+    def _dual_diag(self, q):
+        return 3.0 * q**2, 4.0 * q
+
+    def _dual_diag_tangents(self, q, dq):
+        return 3.0 * q**2, 4.0 * q, 6.0 * q * dq, 4.0 * dq
+
+
+def test_an_activation_added_through_the_interface_runs_the_recursion():
+    # The recursion written out here with numpy for σ = x² (see _Square),
+    # against kernel_matrices with the new activation and several tiles
+    # (tile_size 4 < n): ~16 roundings a layer in values of condition ~3.
+    # Gradients by central differences in log β and log σ_w: the kernels
+    # are polynomials in e^θ of degree at most 2 (2^depth - 1) = 14, so the
+    # truncation h² |f'''|/6 is at most 14³ h²/6 of the scale, plus
+    # rounding of ~64 eps of the scale divided by h.
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(9, 3)), rng.normal(size=(6, 3))
+    beta, weight_std, depth = 0.3, 0.8, 3
+
+    def reference(beta, weight_std):
+        w2, b2 = weight_std**2, beta**2
+        nngp = w2 * X @ Y.T / X.shape[1] + b2
+        qx = w2 * np.mean(X * X, axis=1) + b2
+        qy = w2 * np.mean(Y * Y, axis=1) + b2
+        ntk = nngp.copy()
+        for _ in range(depth - 1):
+            slope = w2 * 4.0 * nngp
+            nngp = w2 * (np.outer(qx, qy) + 2.0 * nngp**2) + b2
+            ntk = ntk * slope + nngp
+            qx, qy = w2 * 3.0 * qx**2 + b2, w2 * 3.0 * qy**2 + b2
+        return nngp, ntk
+
+    result = kernel_matrices(X, Y, depth=depth, activation=_Square(), beta=beta,
+                             weight_std=weight_std, kernel="both", eval_gradient=True,
+                             tile_size=4)
+    expected = reference(beta, weight_std)
+    np.testing.assert_allclose(result.nngp, expected[0], rtol=3 * 16 * depth * EPS)
+    np.testing.assert_allclose(result.ntk, expected[1], rtol=3 * 16 * depth * EPS)
+    step = 1e-5
+    for direction, (db, dw) in enumerate([(1, 0), (0, 1)]):
+        plus = reference(beta * np.exp(db * step), weight_std * np.exp(dw * step))
+        minus = reference(beta * np.exp(-db * step), weight_std * np.exp(-dw * step))
+        for values, up, down in zip(
+                (result.nngp_gradient, result.ntk_gradient), plus, minus):
+            scale = np.abs(values[..., direction]).max()
+            tolerance = (14**3 * step**2 / 6 + 64 * EPS / step) * scale
+            np.testing.assert_allclose(values[..., direction], (up - down) / (2 * step),
+                                       rtol=0, atol=tolerance)
+
+
+def test_only_piecewise_linear_activations_declare_it():
+    # finite.py applies activations declaring piecewise_linear in place from
+    # their slopes: they must be exactly a·min(x, 0) + b·max(x, 0).
+    x = np.linspace(-3.0, 3.0, 13)
+    for name in ACTIVATIONS:
+        activation = get_activation(name)
+        if activation.piecewise_linear:
+            expected = (activation.negative_slope * np.minimum(x, 0.0)
+                        + activation.positive_slope * np.maximum(x, 0.0))
+            np.testing.assert_array_equal(activation.function(x), expected)
+    declared = {n for n in ACTIVATIONS if get_activation(n).piecewise_linear}
+    assert declared == {"relu", "leaky_relu", "abs"}
