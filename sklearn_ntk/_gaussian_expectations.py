@@ -1,8 +1,8 @@
 """Gaussian expectations for the numerical activations: rules and series.
 
 Pure functions of numpy arrays, used by
-:class:`sklearn_ntk._activations.QuadratureActivation` for activations without
-a closed form.  Three tools:
+:class:`sklearn_ntk._numerical_activations.QuadratureActivation` for
+activations without a closed form.  Three tools:
 
 * :func:`normal_rule`: composite Gauss–Legendre rules for E[f(Z)], Z ~ N(0, 1),
   with a breakpoint at 0 (where kinks of the activations sit) and panels
