@@ -70,7 +70,7 @@ class Activation(abc.ABC):
     ``workspace_size`` at 0 and ignores both.  Fresh tile-sized temporaries
     cost page faults on every tile, as glibc hands the memory back and forth
     with the system, so the common activations declare a workspace
-    (benchmarks/bench_scale.py, "Tile size").
+    (benchmarks/results/scale.md, "Tile size").
     """
 
     #: The name the ``activation`` parameter accepts (or the callable's).
@@ -228,7 +228,8 @@ def correlation(cov, inverse_rows, inverse_cols, out=None):
     rho = np.multiply(cov, inverse_rows[:, None], out=out)
     rho *= inverse_cols[None, :]
     # The method rather than np.clip, whose Python wrapper holds the GIL
-    # for 2 µs a call: per tile, that shows in the scaling with n_jobs.
+    # long enough to show in the scaling with n_jobs
+    # (benchmarks/results/scale.md, "n_jobs").
     rho.clip(-1.0, 1.0, out=rho)
     return rho
 

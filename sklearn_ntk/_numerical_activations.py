@@ -43,9 +43,9 @@ QUADRATURE_TOLERANCE = 1e-10
 _MAX_TERMS = 1024
 #: A tile with at least this many such pairs may be summed again with a
 #: longer series, of up to _LONGEST terms and _MEMORY_TERMS coefficients
-#: (32 MB) in all, where that is cheaper than the pairs' nested rules: the
-#: estimates are _PAIR_SECONDS per pair and _TERM_SECONDS per multiply-add
-#: (measured on an AVX2 AMD EPYC).
+#: (32 MB) in all, where that is cheaper than the pairs' nested rules.  The
+#: cost model: _PAIR_SECONDS per pair and _TERM_SECONDS per multiply-add,
+#: only their ratio matters (a pair costs as much as ~1e6 multiply-adds).
 _LONGER_SERIES = 64
 _LONGEST = 8192
 _MEMORY_TERMS = 1 << 22
@@ -169,7 +169,7 @@ class QuadratureActivation(Activation):
     one at a time by nested composite rules refined at the kinks and
     transitions of the integrand
     (:func:`~sklearn_ntk._gaussian_expectations.bivariate_expectations`),
-    whose cost (~1 ms a pair) does not depend on the variance.  A tile with
+    whose cost (~1e6 multiply-adds a pair) does not depend on the variance.  A tile with
     many such pairs (inputs dominated by a large bias) is summed again with
     a longer series, computed once per layer, where that is cheaper.
 
@@ -445,10 +445,10 @@ class QuadratureActivation(Activation):
         """A longer series for a tile with many pairs beyond the layer's, or None.
 
         Inputs dominated by a large bias have correlations that all approach
-        1 at large variance; the nested rules would cost ~1 ms per pair.  The
+        1 at large variance; the nested rules would cost _PAIR_SECONDS each.  The
         tile is then summed again with the shortest series (a power of 2) whose
         bound |ρ|^K <= tol covers all but 1/64 of those pairs, if that costs
-        less: K·n_series multiply-adds per entry of the tile, 1.2 ns each
+        less: K·n_series multiply-adds per entry of the tile, _TERM_SECONDS each
         (the coefficients, computed once per layer by :meth:`_Layer.longer`,
         must fit _MEMORY_TERMS).  Returns (coefficients by degree, thresholds,
         plans) or None.

@@ -70,7 +70,7 @@ TILE_SIZE = 320
 #: Side of the tiles when the activation's dual allocates its temporaries
 #: (``workspace_size`` 0).  Larger tiles push them past glibc's thresholds
 #: for handing memory back to the system, and every tile then faults it in
-#: again (measured with gelu when it allocated, before it had a workspace).
+#: again (benchmarks/results/scale.md, "Tile size").
 #: The tile size never depends on eval_gradient, so that K is the same bit
 #: for bit with and without gradients.
 ALLOCATING_TILE_SIZE = 128
@@ -355,6 +355,8 @@ def _diagonal(X, depth, activation, beta, weight_std, eval_gradient):
     weight_var, bias_var = weight_std**2, beta**2
     nngp = np.empty((depth, n_samples))
     ntk = np.empty((depth, n_samples))
+    # The first layer, Σ¹ = σ_w² |x|²/n0 + β², from the squared norms (the
+    # tiles take products of X scaled by σ_w²/n0, see _block).
     nngp[0] = ntk[0] = weight_var * _mean_squares(X) + bias_var
     if eval_gradient:
         # Each layer's tangents as (2, n), stored (n, 2) like the kernels'.
