@@ -25,9 +25,11 @@ depth <= 2, and the infinite-width kernel plus an O(1/m) bias for deeper
 networks (the next layer sees the empirical, not the exact, covariance of the
 previous one).  The bias is measured in the tests and stated in the
 docstrings; it is small next to the O(1/√m) spread of one draw.
-"""
 
-from numbers import Integral
+This module owns the drawing of those networks and sketches and the
+layout of the features; the forward pass and backpropagation are those of
+:mod:`sklearn_ntk.finite`, the one implementation of the package.
+"""
 
 import numpy as np
 from sklearn.base import (
@@ -37,12 +39,17 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._activations import get_activation
-from ._parameters import NETWORK_PARAMETER_CONSTRAINTS
+from ._parameters import (
+    NETWORK_PARAMETER_CONSTRAINTS,
+    fill_docstring,
+    positive_integer,
+    public_init,
+)
 from ._range import checked_range, range_error
+from .finite import _DenseLayers
 
 #: Rows per batch of ``transform``: every hidden layer's activations (and, for
 #: the NTK, its back-propagated gradients) are held for one batch only, so the
@@ -77,10 +84,15 @@ def _orthogonal_gaussian(random_state, n_rows, n_columns, norms):
     return directions * lengths
 
 
-def _with_bias(activations, scale, beta):
-    """The input of a layer, ``[scale * a, beta]``: ã with its bias coordinate."""
+def _with_bias(activations, weight_std, beta):
+    """ã = [σ_w a / √n, β] for the input a (n columns) of a layer.
+
+    ã·ã' = σ_w² a·a'/n + β²: the inner product of the layer's gradients
+    with respect to its weights and bias, per unit of back-propagated δ.
+    """
     out = np.empty((activations.shape[0], activations.shape[1] + 1))
-    np.multiply(activations, scale, out=out[:, :-1])
+    np.multiply(activations, weight_std / np.sqrt(activations.shape[1]),
+                out=out[:, :-1])
     out[:, -1] = beta
     return out
 
@@ -88,11 +100,17 @@ def _with_bias(activations, scale, beta):
 class _RandomNetworkFeatures(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
-    """Shared parameters, validation and forward pass of the samplers."""
+    """Shared parameters, validation, drawing and batching of the samplers.
+
+    A subclass says how many features its network has (``_min_components``,
+    ``_hidden_width``), draws what it needs beyond the hidden layers
+    (``_draw_extra``), builds the network's layers (``_layers``) and
+    computes its features from them (``_features``, for depth >= 2).
+    """
 
     _parameter_constraints: dict = {
         **NETWORK_PARAMETER_CONSTRAINTS,
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [positive_integer()],
         "random_state": ["random_state"],
     }
 
@@ -113,12 +131,23 @@ class _RandomNetworkFeatures(
         self.n_components = n_components
         self.random_state = random_state
 
-    def _hidden_width(self, depth, size):
-        """Hidden width of a network whose features have ``size`` entries."""
-        raise NotImplementedError
-
     def _draw_extra(self, random_state, depth, n_features, size):
         """Draw the random quantities a subclass needs beyond the hidden layers."""
+
+    def _layers(self, readout_weights=None):
+        """The network drawn at fit, with σ, β and σ_w as they were then.
+
+        Its hidden layers and, if ``readout_weights`` are given, a readout
+        with those weights as its top layer (with bias 0: no feature
+        depends on the readout's bias).
+        """
+        weights = [weight.T for weight in self.random_weights_]
+        biases = list(self.random_biases_)
+        if readout_weights is not None:
+            weights.append(readout_weights[None, :])
+            biases.append(np.zeros(1))
+        return _DenseLayers(weights, biases, self._activation, self._beta,
+                            self._weight_std, np.float64)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -140,7 +169,8 @@ class _RandomNetworkFeatures(
         """
         X = validate_data(self, X, dtype=np.float64)
         # The network is fixed at fit, as its random weights are: set_params
-        # after fit must not mix a new beta with the old weights.
+        # after fit must not mix a new beta (or activation, or number of
+        # features) with the old weights.
         depth, self._activation = self.depth, get_activation(self.activation)
         self._beta, self._weight_std = float(self.beta), float(self.weight_std)
         random_state = check_random_state(self.random_state)
@@ -177,21 +207,6 @@ class _RandomNetworkFeatures(
         self._n_features_out = self.n_components
         return self
 
-    def _forward(self, X):
-        """Forward pass: the input ã of every layer and every pre-activation."""
-        weight_std, beta = self._weight_std, self._beta
-        inputs, pre_activations = [], []
-        a = X
-        for weights, biases in zip(self.random_weights_, self.random_biases_):
-            a_tilde = _with_bias(a, weight_std / np.sqrt(a.shape[1]), beta)
-            inputs.append(a_tilde)
-            pre = a_tilde[:, :-1] @ weights
-            pre += beta * biases
-            pre_activations.append(pre)
-            a = self._activation.function(pre)
-        inputs.append(_with_bias(a, weight_std / np.sqrt(a.shape[1]), beta))
-        return inputs, pre_activations
-
     def transform(self, X):
         """Map X to the random features.
 
@@ -212,27 +227,30 @@ class _RandomNetworkFeatures(
         # float64 and rounded on output (relative 6e-8, far below the sampling
         # error of the features), halving the memory of the features and of
         # any linear model fitted on them.
-        out = np.empty((X.shape[0], self.n_components), dtype=X.dtype)
+        n_out = self._n_features_out
+        out = np.empty((X.shape[0], n_out), dtype=X.dtype)
         widths = [w.shape[1] for w in self.random_weights_]
-        size = self.n_components if self.projection_ is None else len(self.projection_)
-        row_bytes = 8 * (X.shape[1] + 3 * sum(widths) + size + self.n_components + 1)
+        size = n_out if self.projection_ is None else len(self.projection_)
+        row_bytes = 8 * (X.shape[1] + 3 * sum(widths) + size + n_out + 1)
         batch_size = max(1, _BATCH_BYTES // row_bytes)
+        # Depth 1 has no hidden layer: its features are the input's ã.
+        layers = self._layers() if self.random_weights_ else None
         # Features grow like the inputs (relu: in proportion): beyond the
         # range of the output dtype the forward pass overflows, which is
         # reported, and never returned as inf.
         range_args = ((X,), self._beta, self._weight_std)
         with checked_range("The random features", *range_args):
             for batch in gen_batches(X.shape[0], batch_size):
-                inputs, pre_activations = self._forward(X[batch].astype(np.float64))
+                X_batch = X[batch].astype(np.float64)
                 if self.projection_ is None:
-                    self._features(inputs, pre_activations, out[batch])
+                    self._features(layers, X_batch, out[batch])
                     continue
                 if self.random_weights_:
-                    features = np.empty((len(inputs[0]), size))
-                    self._features(inputs, pre_activations, features)
-                else:
-                    features = inputs[0]
-                out[batch] = features @ self.projection_ / np.sqrt(self.n_components)
+                    features = np.empty((len(X_batch), size))
+                    self._features(layers, X_batch, features)
+                else:  # depth 1: the input layer's [σ_w x / √n0, β]
+                    features = _with_bias(X_batch, self._weight_std, self._beta)
+                out[batch] = features @ self.projection_ / np.sqrt(n_out)
         # Casts on assignment and user activations need not raise: check.
         if not np.all(np.isfinite(out)):
             raise range_error(
@@ -336,8 +354,9 @@ class NNGPSampler(_RandomNetworkFeatures):
     def _hidden_width(self, depth, size):
         return 0 if depth == 1 else size - 1
 
-    def _features(self, inputs, pre_activations, out):
-        out[...] = inputs[-1]
+    def _features(self, layers, X, out):
+        hidden, _, _ = layers._forward(X, len(layers.weights), keep=False)
+        out[...] = _with_bias(hidden, self._weight_std, self._beta)
 
 
 class NTKSampler(_RandomNetworkFeatures):
@@ -479,23 +498,26 @@ class NTKSampler(_RandomNetworkFeatures):
             for fan_in, size in zip(fan_ins, sizes)
         ]
 
-    def _features(self, inputs, pre_activations, out):
-        weight_std = self._weight_std
-        # Back-propagation from the readout: δᴸ⁻¹ = σ'(α̃ᴸ⁻¹) ⊙ σ_w/√m w_out.
-        scale = weight_std / np.sqrt(self.width_)
-        delta = self._activation.derivative(pre_activations[-1])
-        delta *= scale * self.readout_weights_
-        # The readout term needs no sketch: its gradient is ãᴸ⁻¹ itself.
-        start = out.shape[1] - (self.width_ + 1)
-        out[:, start:] = inputs[-1]
-        for layer in range(len(pre_activations) - 1, -1, -1):
+    def _layers(self):
+        # With the readout, through which the gradient is back-propagated.
+        return super()._layers(self.readout_weights_)
+
+    def _features(self, layers, X, out):
+        readout = len(self.random_weights_)
+        _, inputs, derivatives = layers._forward(X, readout, keep=True)
+        start = out.shape[1]
+        # Layers from the top, δ⁽ˡ⁺¹⁾ = ∂f/∂α̃⁽ˡ⁺¹⁾ (1 for the readout).
+        for layer, delta in layers._backward(derivatives, np.ones((len(X), 1))):
+            layer_input = _with_bias(inputs[layer], self._weight_std, self._beta)
+            if layer == readout:
+                # The readout term needs no sketch: its gradient is ã itself.
+                start -= layer_input.shape[1]
+                out[:, start:] = layer_input
+                continue
             left, right = self.sketch_weights_[layer]
             size = left.shape[1]
             block = out[:, start - size : start]
-            np.matmul(inputs[layer], left, out=block)
+            np.matmul(layer_input, left, out=block)
             block *= delta @ right
             block /= np.sqrt(size)
             start -= size
-            if layer > 0:
-                delta = (delta @ self.random_weights_[layer].T) * scale
-                delta *= self._activation.derivative(pre_activations[layer - 1])
