@@ -11,7 +11,12 @@ from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 from sklearn.utils.validation import check_array
 
 from ._activations import get_activation
-from ._parameters import check_parameters, fill_docstring, public_init
+from ._parameters import (
+    activation_name,
+    check_parameters,
+    fill_docstring,
+    public_init,
+)
 from ._recursion import diagonal, kernel_matrices
 
 
@@ -78,14 +83,15 @@ def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
     return kernels.nngp, kernels.ntk
 
 
-#: The numpydoc entries of the kernels' own parameters.
+#: The numpydoc entry of the kernels' own parameters: the search box of
+#: hyperparameter optimisation.
 _KERNEL_PARAMETER_DOCS = {
-    "beta_bounds": """beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
+    "bounds": """beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
     Bounds on beta for hyperparameter optimisation. Below 0.01 a bias
     adds less than 1e-4 to the variance of a standardised input; up to
     10 the kernel stays positive definite with any noise level of
-    WhiteKernel's default bounds, also where the bias dominates.""",
-    "weight_std_bounds": """weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
+    WhiteKernel's default bounds, also where the bias dominates.
+weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
     Bounds on weight_std. The kernel scales like weight_std^(2·depth)
     (exactly so for relu-like activations with beta = 0), so these
     bounds span kernel amplitudes from 1e-6 to 1e6 at depth 3 and keep
@@ -198,6 +204,7 @@ class _InfiniteWidthKernel(Kernel):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The points x_i.
 
         Returns
         -------
@@ -211,11 +218,9 @@ class _InfiniteWidthKernel(Kernel):
         return False
 
     def __repr__(self):
-        activation = self.activation
-        if not isinstance(activation, str):
-            activation = getattr(activation, "__name__", repr(activation))
         return (
-            f"{type(self).__name__}(depth={self.depth}, activation={activation!r}, "
+            f"{type(self).__name__}(depth={self.depth}, "
+            f"activation={activation_name(self.activation)!r}, "
             f"beta={self.beta:.3g}, weight_std={self.weight_std:.3g})"
         )
 
@@ -254,8 +259,7 @@ class NTK(_InfiniteWidthKernel):
         Standard deviation of the biases (β >= 0). With beta = 0 the
         hyperparameter is fixed (log-scale optimisation cannot leave 0).
     %(weight_std)s
-    %(beta_bounds)s
-    %(weight_std_bounds)s
+    %(bounds)s
     %(n_jobs)s
 
     See Also
@@ -341,8 +345,7 @@ class NNGP(_InfiniteWidthKernel):
         Standard deviation of the biases (β >= 0). With beta = 0 the
         hyperparameter is fixed.
     %(weight_std)s
-    %(beta_bounds)s
-    %(weight_std_bounds)s
+    %(bounds)s
     %(n_jobs)s
 
     See Also

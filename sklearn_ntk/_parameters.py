@@ -141,6 +141,13 @@ def fill_docstring(obj, entries=None):
     return obj
 
 
+def activation_name(activation):
+    """The activation as a repr shows it: its name, or a callable's name."""
+    if isinstance(activation, str):
+        return activation
+    return getattr(activation, "__name__", repr(activation))
+
+
 def public_init(cls):
     """Give a public class its own copy of the ``__init__`` it inherits.
 

@@ -55,6 +55,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._activations import PiecewiseLinearActivation, get_activation
 from ._parameters import (
     NETWORK_PARAMETER_CONSTRAINTS,
+    activation_name,
     check_parameters,
     non_negative_integer,
     positive_integer,
@@ -307,12 +308,10 @@ class Network(_DenseLayers):
                          weight_std, dtype)
 
     def __repr__(self):
-        activation = self.activation
-        if not isinstance(activation, str):
-            activation = getattr(activation, "__name__", repr(activation))
         return (
             f"Network(n_features={self.widths[0]}, depth={self.depth}, "
-            f"width={self.width}, activation={activation!r}, beta={self.beta:g}, "
+            f"width={self.width}, activation={activation_name(self.activation)!r}, "
+            f"beta={self.beta:g}, "
             f"weight_std={self.weight_std:g}, dtype={self.dtype.name})"
         )
 
@@ -345,6 +344,7 @@ class Network(_DenseLayers):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Inputs, with the network's ``n_features`` columns.
 
         Returns
         -------
@@ -434,12 +434,14 @@ class Network(_DenseLayers):
         Parameters
         ----------
         X : array-like of shape (n_samples_X, n_features)
+            Inputs of the rows.
         Y : array-like of shape (n_samples_Y, n_features), default=None
-            If None, Θ(X, X) is returned.
+            Inputs of the columns; if None, Θ(X, X) is returned.
 
         Returns
         -------
         K : ndarray of shape (n_samples_X, n_samples_Y)
+            Θ(x_i, y_j; θ) in float64, whatever the network's dtype.
 
         Examples
         --------
@@ -465,11 +467,14 @@ class Network(_DenseLayers):
         Parameters
         ----------
         X : array-like of shape (n_samples_X, n_features)
+            Inputs of the rows.
         Y : array-like of shape (n_samples_Y, n_features), default=None
+            Inputs of the columns; if None, the NNGP of X with itself.
 
         Returns
         -------
         K : ndarray of shape (n_samples_X, n_samples_Y)
+            The empirical NNGP kernel of the rows and columns, in float64.
 
         Examples
         --------
@@ -702,6 +707,7 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Test inputs, with as many features as at fit.
 
         Returns
         -------
