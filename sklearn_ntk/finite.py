@@ -49,7 +49,7 @@ import numpy as np
 from scipy.linalg import get_blas_funcs
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._activations import PiecewiseLinearActivation, get_activation
@@ -59,6 +59,7 @@ from ._parameters import (
     check_parameters,
     non_negative_integer,
     positive_integer,
+    positive_real,
 )
 from ._range import checked_range, range_error
 from ._recursion import single_threaded_blas
@@ -539,11 +540,10 @@ class Network(_DenseLayers):
             raise ValueError(
                 f"y must have shape ({len(X)},), got {y.shape}."
             )
-        validate_parameter_constraints(
-            {"learning_rate": [Interval(numbers.Real, 0, np.inf, closed="neither")],
-             "n_steps": [non_negative_integer()]},
-            {"learning_rate": learning_rate, "n_steps": n_steps},
-            caller_name="Network.fit",
+        check_parameters(
+            "Network.fit",
+            {"learning_rate": [positive_real()], "n_steps": [non_negative_integer()]},
+            learning_rate=learning_rate, n_steps=n_steps,
         )
         # Divergence shows up as non-finite outputs and is reported as such
         # (with a hint) instead of as a stream of overflow warnings.
@@ -649,7 +649,8 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
     _parameter_constraints = {
         **NETWORK_PARAMETER_CONSTRAINTS,
         "width": [positive_integer()],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [positive_real()],
+        # Finite (np.inf is refused): round(t) gradient steps are taken.
         "t": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
@@ -687,10 +688,6 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
         -------
         self : FiniteNetworkRegressor
         """
-        if not np.isfinite(self.t):
-            raise ValueError(
-                "t must be finite: a finite network takes round(t) gradient steps."
-            )
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         self.network_ = Network(
             X.shape[1], depth=self.depth, width=self.width,
