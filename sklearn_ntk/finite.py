@@ -16,6 +16,11 @@ checked against :class:`sklearn_ntk.NTK` and ``NTKRegressor``:
   scikit-learn regressor with the parameters of ``NTKRegressor``, so that a
   finite network and its infinite-width limit are compared with the same code.
 
+The forward pass and backpropagation are written once, in ``_DenseLayers``,
+which :class:`Network` extends and the random-feature samplers
+(:class:`sklearn_ntk.NTKSampler`, :class:`sklearn_ntk.NNGPSampler`) build
+from the weights they draw.
+
 Time scale
 ----------
 The cost is the least-squares cost of the user guide, C = 1/(2N) Σᵢ (f(xᵢ) − yᵢ)².
