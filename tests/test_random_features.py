@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_ntk._random_features as random_features
 from sklearn_ntk import NNGP, NTK, NNGPSampler, NTKSampler
-from sklearn_ntk._activations import ACTIVATIONS
+from sklearn_ntk._activations import ACTIVATIONS, get_activation
 
 SAMPLERS = [(NNGPSampler, NNGP), (NTKSampler, NTK)]
 EPS = np.finfo(float).eps
@@ -65,6 +65,36 @@ def test_unbiased_at_depth_two(X, sampler, kernel, activation):
     draws = _kernel_draws(sampler, X, 400, depth=2, activation=activation,
                           n_components=32)
     assert _unbiased(draws, K, n_standard_errors=4)
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_nngp_features_are_the_readout_inputs_of_their_network(
+    X, depth, empirical_kernels, condition
+):
+    # Φ Φᵀ is the empirical NNGP of the network of the public weights,
+    # written out independently (conftest); its readout is not drawn, and
+    # the empirical NNGP does not depend on it.
+    sampler = NNGPSampler(depth=depth, activation="erf", beta=0.3, weight_std=1.4,
+                          n_components=40, random_state=0).fit(X)
+    features = sampler.transform(X)
+    width = sampler.random_weights_[-1].shape[1]
+    weights = [weight.T for weight in sampler.random_weights_] + [np.zeros((1, width))]
+    biases = list(sampler.random_biases_) + [np.zeros(1)]
+    _, expected, _ = empirical_kernels(X, weights, biases, get_activation("erf"),
+                                       0.3, 1.4)
+    # Both sides round each layer's fan_in-term sums (the first layer's d,
+    # then the width's) and a few elementwise passes, and the Gram's
+    # width-term sums, in their own order: rounding of that size amplified
+    # by the Gram's measured condition (normwise).
+    n_sum = X.shape[1] + (depth - 1) * width + 16 * depth
+
+    def gram(X):
+        transformed = sampler.transform(X)
+        return transformed @ transformed.T
+
+    cond = condition(gram, X, normwise=True)
+    np.testing.assert_allclose(features @ features.T, expected, rtol=0,
+                               atol=2 * n_sum * EPS * cond * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("sampler, kernel", NNGP_SLOW)
