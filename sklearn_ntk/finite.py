@@ -509,7 +509,9 @@ class Network(_DenseLayers):
         Parameters
         ----------
         X : array-like of shape (N, n_features)
+            Training inputs, with the network's ``n_features`` columns.
         y : array-like of shape (N,)
+            Training targets.
         learning_rate : float, default=1.0
             Step size η > 0.
         n_steps : int, default=100
@@ -687,7 +689,9 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs; their number of features is the network's n_0.
         y : array-like of shape (n_samples,)
+            Training targets.
 
         Returns
         -------
