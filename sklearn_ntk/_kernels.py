@@ -1,11 +1,22 @@
-"""The NTK and NNGP kernels as :mod:`sklearn.gaussian_process` kernels."""
+"""The NTK and NNGP kernels as :mod:`sklearn.gaussian_process` kernels.
+
+This module owns the kernels' contract with scikit-learn: hyperparameters
+(``beta`` and ``weight_std`` on a log scale, their bounds), ``__call__``
+with gradients, ``diag``, and :func:`kernels_by_depth`, the Gram matrices of
+every depth from one pass.  The values come from ``_recursion``.
+"""
 
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 from sklearn.utils.validation import check_array
 
-from ._activations import document_activations, get_activation
-from ._parameters import check_parameters
+from ._activations import get_activation
+from ._parameters import (
+    activation_name,
+    check_parameters,
+    fill_docstring,
+    public_init,
+)
 from ._recursion import diagonal, kernel_matrices
 
 
@@ -22,6 +33,7 @@ def _check_inputs(X, Y):
     return X, Y
 
 
+@fill_docstring
 def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
                      weight_std=1.0, n_jobs=None):
     """NNGP and NTK Gram matrices of every depth 1..depth, from one pass.
@@ -39,12 +51,9 @@ def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
         The largest depth L >= 1.
     activation : str or callable, default="relu"
         As for :class:`NTK`.
-    beta : float, default=0.1
-        Standard deviation of the biases (β >= 0).
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
-    n_jobs : int, default=None
-        Number of joblib workers (threads) over the tiles.
+    %(beta)s
+    %(weight_std)s
+    %(n_jobs)s
 
     Returns
     -------
@@ -74,11 +83,28 @@ def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
     return kernels.nngp, kernels.ntk
 
 
+#: The numpydoc entry of the kernels' own parameters: the search box of
+#: hyperparameter optimisation.
+_KERNEL_PARAMETER_DOCS = {
+    "bounds": """beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
+    Bounds on beta for hyperparameter optimisation. Below 0.01 a bias
+    adds less than 1e-4 to the variance of a standardised input; up to
+    10 the kernel stays positive definite with any noise level of
+    WhiteKernel's default bounds, also where the bias dominates.
+weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
+    Bounds on weight_std. The kernel scales like weight_std^(2·depth)
+    (exactly so for relu-like activations with beta = 0), so these
+    bounds span kernel amplitudes from 1e-6 to 1e6 at depth 3 and keep
+    the kernel representable at every depth up to 10 at least.""",
+}
+
+
 class _InfiniteWidthKernel(Kernel):
     """Shared implementation of :class:`NTK` and :class:`NNGP`.
 
-    The public kernels repeat this ``__init__`` with their own signature, so
-    that errors about parameters name them, not this class.
+    The public kernels share this ``__init__`` through
+    :func:`~sklearn_ntk._parameters.public_init`, so that errors about
+    parameters name them, not this class.
 
     Why the default bounds are narrow: GaussianProcessRegressor's L-BFGS-B
     takes a first step of the full gradient, which on data whose scale does
@@ -178,6 +204,7 @@ class _InfiniteWidthKernel(Kernel):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The points x_i.
 
         Returns
         -------
@@ -191,15 +218,19 @@ class _InfiniteWidthKernel(Kernel):
         return False
 
     def __repr__(self):
-        activation = self.activation
-        if not isinstance(activation, str):
-            activation = getattr(activation, "__name__", repr(activation))
         return (
-            f"{type(self).__name__}(depth={self.depth}, activation={activation!r}, "
+            f"{type(self).__name__}(depth={self.depth}, "
+            f"activation={activation_name(self.activation)!r}, "
             f"beta={self.beta:.3g}, weight_std={self.weight_std:.3g})"
         )
 
 
+def _public_kernel(cls):
+    """A public kernel: its own ``__init__`` and its shared parameter entries."""
+    return public_init(fill_docstring(cls, _KERNEL_PARAMETER_DOCS))
+
+
+@_public_kernel
 class NTK(_InfiniteWidthKernel):
     """Neural Tangent Kernel of an infinitely wide fully-connected network.
 
@@ -229,22 +260,9 @@ class NTK(_InfiniteWidthKernel):
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0). With beta = 0 the
         hyperparameter is fixed (log-scale optimisation cannot leave 0).
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
-    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
-        Bounds on beta for hyperparameter optimisation. Below 0.01 a bias
-        adds less than 1e-4 to the variance of a standardised input; up to
-        10 the kernel stays positive definite with any noise level of
-        WhiteKernel's default bounds, also where the bias dominates.
-    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
-        Bounds on weight_std. The kernel scales like weight_std^(2·depth)
-        (exactly so for relu-like activations with beta = 0), so these
-        bounds span kernel amplitudes from 1e-6 to 1e6 at depth 3 and keep
-        the kernel representable at every depth up to 10 at least.
-    n_jobs : int, default=None
-        Number of joblib workers (threads) over the tiles of the Gram
-        matrix; any joblib backend set with ``joblib.parallel_config``
-        applies. ``None`` means 1, ``-1`` all processors; 0 is an error.
+    %(weight_std)s
+    %(bounds)s
+    %(n_jobs)s
 
     See Also
     --------
@@ -307,26 +325,8 @@ class NTK(_InfiniteWidthKernel):
 
     _kind = "ntk"
 
-    def __init__(
-        self,
-        depth=3,
-        activation="relu",
-        beta=0.1,
-        weight_std=1.0,
-        beta_bounds=(1e-2, 1e1),
-        weight_std_bounds=(1e-1, 1e1),
-        n_jobs=None,
-    ):
-        super().__init__(
-            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            beta_bounds=beta_bounds, weight_std_bounds=weight_std_bounds,
-            n_jobs=n_jobs,
-        )
 
-
-NTK.__doc__ = document_activations(NTK.__doc__)
-
-
+@_public_kernel
 class NNGP(_InfiniteWidthKernel):
     """NNGP kernel: the prior covariance of an infinitely wide network.
 
@@ -346,15 +346,9 @@ class NNGP(_InfiniteWidthKernel):
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0). With beta = 0 the
         hyperparameter is fixed.
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
-    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
-        Bounds on beta for hyperparameter optimisation; as for :class:`NTK`.
-    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
-        Bounds on weight_std; as for :class:`NTK`.
-    n_jobs : int, default=None
-        Number of joblib workers (threads) over the tiles of the Gram
-        matrix. ``None`` means 1, ``-1`` all processors; 0 is an error.
+    %(weight_std)s
+    %(bounds)s
+    %(n_jobs)s
 
     See Also
     --------
@@ -394,19 +388,3 @@ class NNGP(_InfiniteWidthKernel):
     """
 
     _kind = "nngp"
-
-    def __init__(
-        self,
-        depth=3,
-        activation="relu",
-        beta=0.1,
-        weight_std=1.0,
-        beta_bounds=(1e-2, 1e1),
-        weight_std_bounds=(1e-1, 1e1),
-        n_jobs=None,
-    ):
-        super().__init__(
-            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            beta_bounds=beta_bounds, weight_std_bounds=weight_std_bounds,
-            n_jobs=n_jobs,
-        )
