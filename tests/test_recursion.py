@@ -11,7 +11,6 @@
   finite-width bias.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,9 +28,7 @@ from sklearn_ntk._recursion import (
     layer_values_in_place,
 )
 
-REFERENCE = np.load(Path(__file__).parent / "data" / "neural_tangents_reference.npz")
 EPS = np.finfo(float).eps
-KERNEL_KEYS = [key for key in REFERENCE.files if key.startswith(("ntk_xy", "nngp_xy"))]
 
 
 def _kernels(X, Y=None, depth=3, activation="relu", beta=0.1, weight_std=1.0, **kwargs):
@@ -39,20 +36,20 @@ def _kernels(X, Y=None, depth=3, activation="relu", beta=0.1, weight_std=1.0, **
                            weight_std=weight_std, kernel="both", **kwargs)
 
 
-@pytest.mark.parametrize("key", KERNEL_KEYS)
-def test_matches_neural_tangents(key, condition):
-    kind, activation, depth, beta, weight_std = key.split("|")
+def test_matches_neural_tangents(neural_tangents_kernel, condition):
+    reference = neural_tangents_kernel
 
     def kernel(X, Y):
-        result = _kernels(X, Y, depth=int(depth), activation=activation,
-                          beta=float(beta), weight_std=float(weight_std))
-        return result.ntk if kind == "ntk_xy" else result.nngp
+        result = _kernels(X, Y, depth=reference["depth"],
+                          activation=reference["activation"],
+                          beta=reference["beta"], weight_std=reference["weight_std"])
+        return getattr(result, reference["kind"])
 
-    X, Y = REFERENCE["X"], REFERENCE["Y"]
+    X, Y = reference["X"], reference["Y"]
     # Both sides round a d-term first layer and ~16 elementwise passes a layer
     # (float64 on both sides), amplified by the kernel's condition.
-    rtol = 2 * (X.shape[1] + 16 * int(depth)) * EPS * condition(kernel, X, Y)
-    np.testing.assert_allclose(kernel(X, Y), REFERENCE[key], rtol=rtol)
+    rtol = 2 * (X.shape[1] + 16 * reference["depth"]) * EPS * condition(kernel, X, Y)
+    np.testing.assert_allclose(kernel(X, Y), reference["K"], rtol=rtol)
 
 
 @pytest.mark.parametrize(
@@ -80,51 +77,25 @@ def test_matches_the_relu_table_of_the_paper_settings(
                                rtol=rtol, atol=atol)
 
 
-def _empirical_kernels(X, depth, width, activation, beta, weight_std, rng):
-    """Empirical NNGP and NTK of one random network in NTK parametrization.
-
-    Written from the user guide's formula ("Finite networks and the
-    empirical NTK"), independently of the package:
-    Θ̂(x, x') = Σ_l [σ_w² α_l·α_l'/n_l + β²] [δ_{l+1}·δ_{l+1}'].
-    """
-    sigma = get_activation(activation)
-    widths = [X.shape[1]] + [width] * (depth - 1) + [1]
-    weights = [rng.standard_normal((widths[i + 1], widths[i])) for i in range(depth)]
-    biases = [rng.standard_normal(widths[i + 1]) for i in range(depth)]
-    activations, preactivations = [X], []
-    for layer in range(depth):
-        pre = (weight_std / np.sqrt(widths[layer])) * activations[-1] @ weights[layer].T
-        pre += beta * biases[layer]
-        preactivations.append(pre)
-        if layer < depth - 1:
-            activations.append(sigma.function(pre))
-    deltas = [np.ones((X.shape[0], 1))]
-    for layer in range(depth - 1, 0, -1):
-        back = deltas[0] @ weights[layer] * (weight_std / np.sqrt(widths[layer]))
-        deltas.insert(0, back * sigma.derivative(preactivations[layer - 1]))
-    ntk = np.zeros((X.shape[0], X.shape[0]))
-    for layer in range(depth):
-        a = activations[layer]
-        forward = weight_std**2 * a @ a.T / widths[layer] + beta**2
-        ntk += forward * (deltas[layer] @ deltas[layer].T)
-    a = activations[-1]
-    nngp = weight_std**2 * a @ a.T / widths[depth - 1] + beta**2
-    return nngp, ntk
-
-
 @pytest.mark.parametrize(
     "activation",
     ["relu"] + [pytest.param(name, marks=pytest.mark.slow)
                 for name in ("erf", "tanh", "gelu")],
 )
-def test_monte_carlo_finite_networks_converge_to_the_limit(activation):
+def test_monte_carlo_finite_networks_converge_to_the_limit(activation, empirical_kernels):
     rng = np.random.default_rng(7)
     X = rng.standard_normal((4, 5))
     depth, width, n_networks = 3, 2048, 12
-    samples = [
-        _empirical_kernels(X, depth, width, activation, 0.2, 1.3, rng)
-        for _ in range(n_networks)
-    ]
+    widths = [X.shape[1]] + [width] * (depth - 1) + [1]
+    sigma = get_activation(activation)
+
+    def random_network_kernels():
+        weights = [rng.standard_normal((widths[i + 1], widths[i])) for i in range(depth)]
+        biases = [rng.standard_normal(widths[i + 1]) for i in range(depth)]
+        _, nngp, ntk = empirical_kernels(X, weights, biases, sigma, 0.2, 1.3)
+        return nngp, ntk
+
+    samples = [random_network_kernels() for _ in range(n_networks)]
     limit = _kernels(X, depth=depth, activation=activation, beta=0.2, weight_std=1.3)
     for index, exact in enumerate((limit.nngp, limit.ntk)):
         draws = np.array([sample[index] for sample in samples])
@@ -230,26 +201,36 @@ def test_deep_networks_stay_finite(activation, weight_std):
         assert np.all(np.isfinite(values))
 
 
-def test_zero_inputs_without_bias_follow_neural_tangents():
-    # REFERENCE["X"][3] is the zero vector; the beta = 0.1 keys cover it with a
-    # bias, and without one the NNGP row of a relu network vanishes.
-    X = REFERENCE["X"]
+def test_zero_inputs_without_bias_follow_neural_tangents(neural_tangents_reference):
+    # The reference X[3] is the zero vector; the beta = 0.1 keys cover it with
+    # a bias, and without one the NNGP row of a relu network vanishes.
+    X = neural_tangents_reference["X"]
     result = _kernels(X, depth=3, beta=0.0)
     assert np.all(result.nngp[3] == 0.0)
     assert np.all(np.isfinite(result.ntk))
 
 
 def test_scaled_duplicates_and_antipodes_are_exact():
-    # Row 5 of the reference X is 3 × row 1: correlation exactly 1 at layer 1.
     x = np.array([[0.3, -1.2, 0.5]])
     X = np.vstack([x, 3 * x, -x])
-    result = _kernels(X, depth=3, beta=0.0)
     # Relu with beta = 0 is positively homogeneous: Σ(x, 3x) = 3 Σ(x, x).
     # Rounding only: 3x (1), the 3-term products (3) and ~16 passes a layer
     # on each side; at θ = 0 a layer is a product of square roots (condition 1).
     rtol = 2 * (1 + 3 + 16 * 3) * EPS
+    result = _kernels(X, depth=3, beta=0.0)
     np.testing.assert_allclose(result.nngp[0, 1], 3 * result.nngp[0, 0], rtol=rtol)
     np.testing.assert_allclose(result.ntk[0, 1], 3 * result.ntk[0, 0], rtol=rtol)
+
+    # Antipodes have correlation exactly -1 at the first layer, where relu's
+    # arc-cosine kernels vanish: E[relu(u) relu(-u)] = 0 and the slope term
+    # (π - θ)/2π = 0.  So one hidden layer gives exactly 0 for both kernels.
+    one_hidden = _kernels(X, depth=2, beta=0.0)
+    assert one_hidden.nngp[0, 2] == 0.0 and one_hidden.ntk[0, 2] == 0.0
+    # A second hidden layer sees correlation 0: Σ³(x, -x) = σ_w² Σ²(x, x)/2π
+    # against Σ³(x, x) = σ_w² Σ²(x, x)/2, a ratio of 1/π; and Θ³(x, -x) =
+    # Θ²(x, -x) Σ̇³ + Σ³ = Σ³(x, -x).
+    np.testing.assert_allclose(result.nngp[0, 2], result.nngp[0, 0] / np.pi, rtol=rtol)
+    np.testing.assert_allclose(result.ntk[0, 2], result.nngp[0, 2], rtol=rtol)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
