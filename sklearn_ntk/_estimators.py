@@ -558,8 +558,10 @@ class NTKRegressor(_BaseRegressor):
 
     Notes
     -----
-    With Θ + αI = V diag(λ) Vᵀ and c = η t / N the mean is
-    Θ(x, X) V diag((1 − e^{−cλ})/λ) Vᵀ y; the covariance is Lee et al.'s
+    With :math:`\\Theta + \\alpha I = V \\operatorname{diag}(\\lambda) V^\\top`
+    and :math:`c = \\eta t / N` the mean is
+    :math:`\\Theta(x, X) V \\operatorname{diag}((1 - e^{-c\\lambda})/\\lambda)
+    V^\\top y`; the covariance is Lee et al.'s
     (2019) with the NNGP kernel as the prior. At ``t=np.inf`` the mean uses a
     Cholesky factorisation, at finite t one symmetric eigendecomposition.
 

@@ -92,8 +92,9 @@ _KERNEL_PARAMETER_DOCS = {
     10 the kernel stays positive definite with any noise level of
     WhiteKernel's default bounds, also where the bias dominates.
 weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
-    Bounds on weight_std. The kernel scales like weight_std^(2·depth)
-    (exactly so for relu-like activations with beta = 0), so these
+    Bounds on weight_std. The kernel scales like
+    :math:`\\sigma_w^{2L}` (weight_std to the power 2 · depth; exactly
+    so for relu-like activations with beta = 0), so these
     bounds span kernel amplitudes from 1e-6 to 1e6 at depth 3 and keep
     the kernel representable at every depth up to 10 at least.""",
 }
@@ -285,14 +286,20 @@ class NTK(_InfiniteWidthKernel):
     the search box, where L-BFGS-B takes its first step.
 
     **Redundant hyperparameters.** For positively homogeneous activations,
-    σ(a·u) = a·σ(u) for a > 0 ("relu", "leaky_relu", "abs", "identity"),
-    both kernels satisfy, for every c > 0 and every depth,
+    :math:`\\sigma(a u) = a \\sigma(u)` for :math:`a > 0` ("relu",
+    "leaky_relu", "abs", "identity"), both kernels satisfy, for every
+    :math:`c > 0` and every depth,
 
-        c · K(x, x'; β, σ_w) = K(√c·x, √c·x'; √c·β, σ_w),
+    .. math::
+
+        c\\, K(x, x'; \\beta, \\sigma_w)
+        = K(\\sqrt c\\, x, \\sqrt c\\, x'; \\sqrt c\\, \\beta, \\sigma_w),
 
     so a ConstantKernel factor only rescales the inputs. With ``beta=0``
-    it is exactly a change of weight_std, c · K(σ_w) = K(c^(1/(2L))·σ_w);
-    at depth 1 (any activation) c · K(β, σ_w) = K(√c·β, √c·σ_w), and for
+    it is exactly a change of weight_std,
+    :math:`c\\, K(\\sigma_w) = K(c^{1/(2L)} \\sigma_w)`; at depth 1 (any
+    activation) :math:`c\\, K(\\beta, \\sigma_w) = K(\\sqrt c\\, \\beta,
+    \\sqrt c\\, \\sigma_w)`, and for
     "identity" (a linear network at every depth) it is redundant for every
     β. For relu-like activations leave ConstantKernel out: weight_std sets
     the scale, and the extra input scale drives the product to a bound of

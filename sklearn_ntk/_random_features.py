@@ -313,7 +313,7 @@ class NNGPSampler(_RandomNetworkFeatures):
     1/n_components (the next layer sees the sampled, not the exact,
     covariance of the previous one), for relu at depth 3 below what 600
     draws resolve (about 1 % of the kernel) at n_components = 50 and
-    200.  The spread of one draw falls like n_components^(-1/2): on 40
+    200.  The spread of one draw falls like 1 / sqrt(n_components): on 40
     standard normal points in 5 dimensions, relu, depth 3, the relative
     Frobenius error ‖Φ Φᵀ − K‖/‖K‖ is about 0.064 at n_components = 1000
     (median of 5 draws; 0.056 at depth 2, 0.002 at depth 1), and 0.32 and
@@ -395,7 +395,7 @@ class NTKSampler(_RandomNetworkFeatures):
     E[φ(x)·φ(y)] = Θᴸ(x, y) exactly; deeper networks add a bias of order
     1/n_components, for relu at depth 3 below what 600 draws resolve (about
     2 % of the kernel) at n_components = 50 and 200.  The spread of one
-    draw falls like n_components^(-1/2) (fitted slope -0.44): on 500
+    draw falls like 1 / sqrt(n_components) (fitted slope -0.44): on 500
     standard normal points in 10 dimensions, relu, depth 3, the relative
     Frobenius error ‖Φ Φᵀ − K‖/‖K‖ is 0.53, 0.29, 0.18 and 0.12 at
     n_components = 100, 300, 1000 and 3000 (median of 3 draws;

@@ -1,4 +1,4 @@
-"""Finite-width networks: forward pass, empirical NTK and gradient descent.
+r"""Finite-width networks: forward pass, empirical NTK and gradient descent.
 
 The infinite-width kernels of :mod:`sklearn_ntk` are limits of quantities that
 can be measured on a finite network.  This module provides such a network, in
@@ -7,9 +7,12 @@ checked against :class:`sklearn_ntk.NTK` and ``NTKRegressor``:
 
 * :class:`Network` is a fully-connected network with one output in NTK
   parametrization,
-  ``α̃⁽ˡ⁺¹⁾ = σ_w/√n_l · W⁽ˡ⁾ α⁽ˡ⁾ + β b⁽ˡ⁾``, ``α⁽ˡ⁾ = σ(α̃⁽ˡ⁾)``, ``α⁽⁰⁾ = x``,
-  all parameters iid N(0, 1).  Its empirical NTK
-  ``Θ(x, x'; θ) = ⟨∇θ f(x), ∇θ f(x')⟩`` and empirical NNGP (readout
+  :math:`\tilde\alpha^{(\ell+1)} = \frac{\sigma_w}{\sqrt{n_\ell}}
+  W^{(\ell)} \alpha^{(\ell)} + \beta b^{(\ell)}`,
+  :math:`\alpha^{(\ell)} = \sigma(\tilde\alpha^{(\ell)})`,
+  :math:`\alpha^{(0)} = x`, all parameters iid :math:`N(0, 1)`.  Its
+  empirical NTK :math:`\Theta(x, x'; \theta) = \langle \nabla_\theta
+  f(x), \nabla_\theta f(x') \rangle` and empirical NNGP (readout
   features) are computed for whole matrices by the backprop formula, and
   :meth:`Network.fit` trains it in place by full-batch gradient descent.
 * :class:`FiniteNetworkRegressor` wraps one trained network as a
@@ -21,20 +24,20 @@ which :class:`Network` extends and the random-feature samplers
 (:class:`sklearn_ntk.NTKSampler`, :class:`sklearn_ntk.NNGPSampler`) build
 from the weights they draw.
 
-Time scale
-----------
-The cost is the least-squares cost of the user guide, C = 1/(2N) Σᵢ (f(xᵢ) − yᵢ)².
-``n_steps`` gradient steps of size η follow the gradient flow for the time
-η·n_steps, which is what ``NTKRegressor(learning_rate=η, t=n_steps)``
-describes in the limit (its time scale is c = η t / N).
+**Time scale.**
+The cost is the least-squares cost of the user guide,
+:math:`C = \frac{1}{2N} \sum_i (f(x_i) - y_i)^2`.
+``n_steps`` gradient steps of size :math:`\eta` follow the gradient flow
+for the time :math:`\eta \cdot` ``n_steps``, which is what
+``NTKRegressor(learning_rate=η, t=n_steps)`` describes in the limit (its
+time scale is :math:`c = \eta t / N`).
 
-Precision and memory
---------------------
+**Precision and memory.**
 A network stores its parameters in ``dtype``.  float64 (the default) is
 needed when comparing against the limit at small widths, where differences
 of order 1e-8 matter (e.g. finite-difference checks).  For very wide
-networks the statistical fluctuations we study are of order width^(-1/2)
-(1e-2 at width 10⁴), far above float32 rounding (about 1e-7 per entry,
+networks the statistical fluctuations we study are of order
+:math:`\text{width}^{-1/2}` (1e-2 at width :math:`10^4`), far above float32 rounding (about 1e-7 per entry,
 1e-6 after a 10⁴-term inner product), so ``dtype=np.float32`` is the sensible
 choice there: it halves the memory (a 10⁴ × 10⁴ layer takes 400 MB instead
 of 800 MB) and roughly doubles the speed of the matrix products.  The
