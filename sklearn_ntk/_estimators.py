@@ -26,7 +26,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._activations import get_activation
+from ._activations import document_activations, get_activation
 from ._gradient_flow import factorize
 from ._parameters import N_JOBS_CONSTRAINT, NETWORK_PARAMETER_CONSTRAINTS
 from ._range import checked_range, range_error
@@ -486,8 +486,8 @@ _PARAMETERS_DOC = """
         Number of dense layers L >= 1 (L - 1 hidden activations); depth 1 is
         the linear model.
     activation : str or callable, default="relu"
-        "relu", "leaky_relu", "abs", "erf", "identity", "gelu", "sin", "cos",
-        "tanh", "sigmoid", "softplus" or a vectorised callable; see
+        %(activations)s
+        or a vectorised callable; see
         :class:`~sklearn_ntk.NTK`.
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0).
@@ -544,7 +544,8 @@ _PARAMETERS_DOC = """
 
 def _doc(cls):
     """Insert the shared Parameters section into an estimator's docstring."""
-    cls.__doc__ = cls.__doc__.replace("    %(parameters)s", _PARAMETERS_DOC.strip("\n"))
+    cls.__doc__ = document_activations(
+        cls.__doc__.replace("    %(parameters)s", _PARAMETERS_DOC.strip("\n")))
     return cls
 
 
@@ -708,8 +709,10 @@ class NTKRegressor(_BaseRegressor):
 
     Notes
     -----
-    With Θ + αI = V diag(λ) Vᵀ and c = η t / N the mean is
-    Θ(x, X) V diag((1 − e^{−cλ})/λ) Vᵀ y; the covariance is Lee et al.'s
+    With :math:`\\Theta + \\alpha I = V \\operatorname{diag}(\\lambda) V^\\top`
+    and :math:`c = \\eta t / N` the mean is
+    :math:`\\Theta(x, X) V \\operatorname{diag}((1 - e^{-c\\lambda})/\\lambda)
+    V^\\top y`; the covariance is Lee et al.'s
     (2019) with the NNGP kernel as the prior. At ``t=np.inf`` the mean uses a
     Cholesky factorisation, at finite t Krylov bases or one symmetric
     eigendecomposition (``solver``).
