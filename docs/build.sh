@@ -14,11 +14,14 @@
 #   unset); SKLEARN_NTK_DOCS_PLOT=False skips running them (fast rebuilds);
 # * every public object must have an Examples section (docs/check_docstrings.py).
 #
-# Output: docs/_build/html/index.html.  Needs the `docs` extra:
+# Output: docs/_build/html/index.html, which renders its formulas without
+# network access (MathJax is copied into the site).  Needs the `docs` extra:
 #     pip install -e ".[docs]"
 set -euo pipefail
 DOCS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python}"
+# Document the checkout this script is in, installed or not.
+export PYTHONPATH="$(dirname "$DOCS")${PYTHONPATH:+:$PYTHONPATH}"
 unset SKLEARN_NTK_EXAMPLES_FULL
 status=0
 "$PYTHON" "$DOCS/check_docstrings.py" || status=1

@@ -5,9 +5,11 @@ The estimators validate their input, compute the training and cross kernels
 training kernel (:mod:`sklearn_ntk._gradient_flow`, where the mathematics of
 the posterior lives) and shape its answers as scikit-learn expects.
 
-Everything that depends neither on t nor on y — the training kernels and
-their eigendecomposition — comes from module-level functions that ``memory``
-(a joblib.Memory) caches, so a search over t recomputes nothing else.
+Everything that does not depend on t — the training kernels, their
+eigendecomposition, the Krylov bases of the targets (which serve every t up
+to a ceiling) and the test-versus-train kernels of mean predictions — comes
+from module-level functions that ``memory`` (a joblib.Memory) caches, so a
+search over t recomputes nothing else.
 """
 
 import inspect
@@ -26,7 +28,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._activations import get_activation
+from ._activations import document_activations, get_activation
 from ._cross_entropy_flow import (
     CrossEntropyFlow,
     SegmentSequence,
@@ -38,6 +40,24 @@ from ._gradient_flow import factorize
 from ._parameters import N_JOBS_CONSTRAINT, NETWORK_PARAMETER_CONSTRAINTS
 from ._range import checked_range, range_error
 from ._recursion import diagonal, kernel_matrices
+
+#: ``solver="auto"`` uses the Krylov bases from this many training samples
+#: on: below, the eigendecomposition takes milliseconds and also serves
+#: ``return_std`` (``benchmarks/bench_estimators.py --only crossover``: at
+#: N = 200 both fits take 20 ms, at N = 500 the Krylov one is 2.4× faster).
+AUTO_KRYLOV_MIN_SAMPLES = 500
+
+#: ``solver="auto"`` gives the Lanczos processes N / AUTO_KRYLOV_STEP_FRACTION
+#: steps before it switches to the eigendecomposition: a step costs two
+#: triangular solves (2 N² flops, memory-bound), the eigendecomposition as
+#: much as 90–270 steps at N = 200–1000 on one thread (``--only crossover``),
+#: so N/4 steps is about where the Krylov path stops being the cheaper one.
+AUTO_KRYLOV_STEP_FRACTION = 4
+
+#: With ``memory`` the cached Krylov bases serve every c up to this value
+#: over the median diagonal entry of the training kernel (t up to ~1e6·N/η
+#: for unit-scale kernels), so that every t of a search shares them.
+CACHED_KRYLOV_TIME_SCALE = 1e6
 
 # ---------------------------------------------------------------------------
 # The t-independent work, cached by ``memory``.  These functions take only
@@ -74,6 +94,28 @@ def _cached_eigen_factorization(
         X, depth, activation, beta, weight_std, kind, n_jobs
     )
     return factorize(K, alpha, finite_time=True)
+
+
+def _cached_krylov_factorization(
+    X, depth, activation, beta, weight_std, kind, alpha, targets, max_time_scale,
+    max_steps, n_jobs=None, memory=None,
+):
+    """Krylov bases of ``targets`` for K + alpha*I, the kernel from ``memory``.
+
+    Keyed on the targets too: different y build different bases.
+    """
+    K, _ = _cached(memory, _training_kernels)(
+        X, depth, activation, beta, weight_std, kind, n_jobs
+    )
+    return factorize(K, alpha, True, targets=targets, max_time_scale=max_time_scale,
+                     max_steps=max_steps)
+
+
+def _cross_kernel(X, X_train, depth, activation, beta, weight_std, kind, n_jobs=None):
+    """K(X, X_train) of ``kind``: the mean prediction's kernel, cached by ``memory``."""
+    kernels = kernel_matrices(X, X_train, depth=depth, activation=activation, beta=beta,
+                              weight_std=weight_std, kernel=kind, n_jobs=n_jobs)
+    return kernels.ntk if kind == "ntk" else kernels.nngp
 
 
 def _cross_entropy_segment(
@@ -138,6 +180,7 @@ class _BaseGradientFlow(BaseEstimator):
         "t": [Interval(numbers.Real, 0, None, closed="both")],  # np.inf allowed
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "solver": [StrOptions({"auto", "eigh", "krylov"})],
         "memory": [None, str, HasMethods(["cache"])],
         "n_jobs": N_JOBS_CONSTRAINT,
     }
@@ -151,6 +194,7 @@ class _BaseGradientFlow(BaseEstimator):
         t=np.inf,
         learning_rate=1.0,
         alpha=1e-10,
+        solver="auto",
         memory=None,
         n_jobs=None,
     ):
@@ -161,6 +205,7 @@ class _BaseGradientFlow(BaseEstimator):
         self.t = t
         self.learning_rate = learning_rate
         self.alpha = alpha
+        self.solver = solver
         self.memory = memory
         self.n_jobs = n_jobs
 
@@ -178,10 +223,10 @@ class _BaseGradientFlow(BaseEstimator):
         # linear algebra runs at unit scale (see _gradient_flow), so an
         # overflow here means coefficients beyond float64.
         with self._checked_range("The dual coefficients", X):
-            self._factorization, self._train_nngp = self._factorize(
-                finite_time=np.isfinite(self._fitted_t)
-            )
             time_scale = self._time_scale(self._fitted_t)
+            self._factorization, self._train_nngp = self._factorize(
+                finite_time=np.isfinite(self._fitted_t), max_time_scale=time_scale
+            )
             self._dual_coef = self._factorization.coefficients(targets, [time_scale])[0]
         self._check_finite("The dual coefficients", X, self._dual_coef)
         return self
@@ -201,10 +246,34 @@ class _BaseGradientFlow(BaseEstimator):
                 raise range_error(f"{what} are not representable in float64",
                                   [X], self.beta, self.weight_std)
 
-    def _factorize(self, finite_time):
-        """(factorisation of K + αI, 𝒦(X, X) or None), through ``memory``."""
+    def _factorize(self, finite_time, max_time_scale=None, solver=None):
+        """(factorisation of K + αI, 𝒦(X, X) or None), through ``memory``.
+
+        At finite time, the Krylov bases of the targets serving every c up
+        to ``max_time_scale`` when :meth:`_krylov_steps` allows them, else
+        the eigendecomposition.  ``solver`` overrides the parameter.
+        """
         memory = self._usable_memory()
         args = self._kernel_args()
+        use_krylov, max_steps = self._krylov_steps(solver)
+        if finite_time and use_krylov:
+            if memory is not None:
+                # One basis for every t of a search: a ceiling that does not
+                # depend on t (unless t is beyond it).
+                diagonals = diagonal(self.X_train_, **self._network())
+                typical = np.median(getattr(diagonals, self._kind)[-1])
+                max_time_scale = max(max_time_scale,
+                                     CACHED_KRYLOV_TIME_SCALE / max(typical, 1e-300))
+                cached = _cached(memory, _cached_krylov_factorization)
+                factorization = cached(*args, float(self.alpha), self._targets,
+                                       max_time_scale, max_steps, n_jobs=self.n_jobs,
+                                       memory=memory)
+                return factorization, None
+            # Only K: the NNGP kernel is not computed (its N² floats would
+            # double the peak memory); the covariance computes it if asked.
+            K = _cross_kernel(self.X_train_, None, *args[1:], n_jobs=self.n_jobs)
+            return factorize(K, float(self.alpha), True, targets=self._targets,
+                             max_time_scale=max_time_scale, max_steps=max_steps), None
         if memory is None:
             K, train_nngp = _training_kernels(*args, n_jobs=self.n_jobs)
             return factorize(K, float(self.alpha), finite_time), train_nngp
@@ -217,6 +286,45 @@ class _BaseGradientFlow(BaseEstimator):
         # (N³/3 flops) as to write to and read back from disk.
         K, _ = _cached(memory, _training_kernels)(*args, n_jobs=self.n_jobs)
         return factorize(K, float(self.alpha), finite_time), None
+
+    def _krylov_steps(self, solver=None):
+        """(whether finite t uses the Krylov bases, their step budget or None)."""
+        solver = self.solver if solver is None else solver
+        n_train = self.X_train_.shape[0]
+        if solver == "krylov":
+            return True, None
+        if solver == "auto" and n_train >= AUTO_KRYLOV_MIN_SAMPLES:
+            return True, n_train // AUTO_KRYLOV_STEP_FRACTION
+        return False, None
+
+    def _coefficients_at(self, factorization, time_scales):
+        """Dual coefficients (T, N, k) at every time scale.
+
+        A factorisation that cannot answer some of them is complemented: a
+        Krylov factorisation is extended to larger finite c (or replaced by
+        the eigendecomposition beyond its budget), and c = ∞ takes the
+        Cholesky factorisation.
+        """
+        if factorization.supports(time_scales):
+            return factorization.coefficients(self._targets, time_scales)
+        finite = [c for c in time_scales if np.isfinite(c)]
+        infinite = [c for c in time_scales if not np.isfinite(c)]
+        answers = {}
+        for group, is_finite in ((finite, True), (infinite, False)):
+            if not group:
+                continue
+            answering = factorization
+            if not answering.supports(group):
+                answering = None
+                if is_finite:
+                    answering = factorization.extended(max(group),
+                                                       self._krylov_steps()[1])
+                if answering is None:
+                    answering, _ = self._factorize(finite_time=is_finite,
+                                                   max_time_scale=max(group))
+            for c, coef in zip(group, answering.coefficients(self._targets, group)):
+                answers[c] = coef
+        return np.stack([answers[c] for c in time_scales])
 
     def _kernel_args(self):
         """Arguments of _training_kernels; with memory, also its cache key.
@@ -238,8 +346,11 @@ class _BaseGradientFlow(BaseEstimator):
         kernels = _cached(self._usable_memory(), _training_kernels)
         return kernels(*self._kernel_args(), n_jobs=self.n_jobs)[1]
 
-    def _usable_memory(self):
-        """The joblib.Memory to cache with, or None."""
+    def _usable_memory(self, warn=True):
+        """The joblib.Memory to cache with, or None.
+
+        ``warn=False`` for predictions: ``fit`` has said it once already.
+        """
         memory = check_memory(self.memory)
         if memory.location is None:
             return None
@@ -247,6 +358,8 @@ class _BaseGradientFlow(BaseEstimator):
             try:
                 joblib.hash(self.activation)
             except Exception:  # pickling errors of all kinds: no stable key
+                if not warn:
+                    return None
                 warnings.warn(
                     f"memory is ignored: the activation {self.activation!r} cannot "
                     "be pickled, so it has no cache key; use a module-level "
@@ -290,19 +403,24 @@ class _BaseGradientFlow(BaseEstimator):
         """:meth:`_posterior` on validated X, under the floating-point checks."""
         time_scales = [self._time_scale(t) for t in times]
         factorization = self._factorization
-        if list(times) == [self._fitted_t]:
+        spread = return_std or return_cov
+        train_nngp = None
+        if spread and not (factorization.answers_spread
+                           and factorization.supports(time_scales)):
+            # The covariance needs the eigendecomposition (Cholesky at c = ∞
+            # alone); the means then come from it too.
+            factorization, train_nngp = self._factorize(
+                finite_time=any(np.isfinite(time_scales)), solver="eigh")
+        if list(times) == [self._fitted_t] and factorization is self._factorization:
             dual_coef = self._dual_coef[None]
         else:
-            if not factorization.supports(time_scales):
-                factorization, _ = self._factorize(finite_time=True)
-            dual_coef = factorization.coefficients(self._targets, time_scales)
+            dual_coef = self._coefficients_at(factorization, time_scales)
         n_times, n_train, n_outputs = dual_coef.shape
         # Times side by side: one product with each chunk's cross kernel.
         dual_coef = dual_coef.transpose(1, 0, 2).reshape(n_train, n_times * n_outputs)
 
         n_test = X.shape[0]
         means = np.empty((n_test, n_times * n_outputs))
-        spread = return_std or return_cov
         all_layers = spread and self._kind == "ntk"
         if return_cov:
             # The covariance is n_test × n_test anyway: one chunk.
@@ -314,10 +432,20 @@ class _BaseGradientFlow(BaseEstimator):
             chunk = get_chunk_n_rows(row_bytes=8 * row_floats, max_n_rows=n_test)
             batches = gen_batches(n_test, chunk)
         if all_layers:
-            prepared = factorization.prepare_all_layers(self._training_nngp(), n_times)
+            if train_nngp is None:
+                train_nngp = self._training_nngp()
+            prepared = factorization.prepare_all_layers(train_nngp, n_times)
         variances = np.empty((n_times, n_test)) if return_std else None
         covariances = None
+        memory = None if spread else self._usable_memory(warn=False)
         for rows in batches:
+            if memory is not None:
+                # A search over t scores every t on the same fold: the
+                # cross kernel comes from the cache after the first.
+                cross = _cached(memory, _cross_kernel)(
+                    X[rows], *self._kernel_args(), n_jobs=self.n_jobs)
+                means[rows] = cross @ dual_coef
+                continue
             kernels = kernel_matrices(
                 X[rows], self.X_train_, kernel="both" if all_layers else self._kind,
                 n_jobs=self.n_jobs, **self._network(),
@@ -391,8 +519,8 @@ _PARAMETERS_DOC = """
         Number of dense layers L >= 1 (L - 1 hidden activations); depth 1 is
         the linear model.
     activation : str or callable, default="relu"
-        "relu", "leaky_relu", "abs", "erf", "identity", "gelu", "sin", "cos",
-        "tanh", "sigmoid", "softplus" or a vectorised callable; see
+        %(activations)s
+        or a vectorised callable; see
         :class:`~sklearn_ntk.NTK`.
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0).
@@ -410,15 +538,37 @@ _PARAMETERS_DOC = """
         Added to the diagonal of the training kernel, as in
         :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
         (observation noise variance; ensures a positive definite matrix).
+    solver : {"auto", "eigh", "krylov"}, default="auto"
+        How the mean at a finite ``t`` is computed (``t=np.inf`` always uses
+        a Cholesky factorisation).
+
+        - "eigh": one symmetric eigendecomposition of the training kernel
+          (about 20 times the cost of a Cholesky factorisation), shared by
+          every time, output, mean and covariance.
+        - "krylov": one Cholesky factorisation of the shifted kernel and a
+          shift-and-invert Lanczos process per output, stopped when its
+          estimated relative error is below 1e-10 for every time up to
+          ``t`` (extended on demand for later times); see the user guide.
+        - "auto": "krylov" from 500 training samples on, falling back to
+          "eigh" when the Lanczos processes would need more than
+          n_samples / 4 steps; "eigh" below 500 samples.
+
+        ``return_std`` and ``return_cov`` at finite t always use the
+        eigendecomposition: with "krylov" or "auto" each such call computes
+        one (cached with ``memory``).
     memory : None, str or joblib.Memory, default=None
-        Caches the training kernels and their eigendecomposition, keyed on
-        the training data and the kernel parameters (not on ``t``,
-        ``learning_rate`` or the targets), as ``memory`` of
+        Caches the training kernels and their eigendecomposition or Krylov
+        bases, keyed on the training data and the kernel parameters (not on
+        ``t`` or ``learning_rate``; the Krylov bases also on the targets,
+        built for every t up to 1e6 · n_samples / (learning_rate · k) with k
+        the median diagonal entry of the kernel), and the kernels between
+        test and training points of mean predictions (8 · n_test ·
+        n_samples bytes on disk per test set), as ``memory`` of
         :class:`~sklearn.pipeline.Pipeline`: a search over ``t`` then
-        computes one kernel and one eigendecomposition per fold. The
-        Cholesky factor used at ``t=np.inf`` is recomputed from the cached
-        kernel (it costs about as much as reading it back). A string is the
-        path of the cache directory.
+        computes one kernel and one factorisation per fold. The Cholesky
+        factor used at ``t=np.inf`` is recomputed from the cached kernel (it
+        costs about as much as reading it back). A string is the path of the
+        cache directory.
     n_jobs : int, default=None
         Number of joblib workers (threads) computing kernel tiles: ``None``
         means 1 and -1 all processors, as in joblib; 0 is an error.
@@ -427,7 +577,8 @@ _PARAMETERS_DOC = """
 
 def _doc(cls):
     """Insert the shared Parameters section into an estimator's docstring."""
-    cls.__doc__ = cls.__doc__.replace("    %(parameters)s", _PARAMETERS_DOC.strip("\n"))
+    cls.__doc__ = document_activations(
+        cls.__doc__.replace("    %(parameters)s", _PARAMETERS_DOC.strip("\n")))
     return cls
 
 
@@ -524,9 +675,10 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
     def staged_predict(self, X, times, return_std=False, return_cov=False):
         """Predictions at every training time in ``times``: the early-stopping path.
 
-        All times share one eigendecomposition of the training kernel and one
-        evaluation of the cross kernel, so the whole path costs about one
-        prediction.
+        All finite times share one factorisation of the training kernel (the
+        Krylov bases, extended to the largest time if needed, or the
+        eigendecomposition) and one evaluation of the cross kernel, so the
+        whole path costs about one prediction.
 
         Parameters
         ----------
@@ -590,10 +742,13 @@ class NTKRegressor(_BaseRegressor):
 
     Notes
     -----
-    With Θ + αI = V diag(λ) Vᵀ and c = η t / N the mean is
-    Θ(x, X) V diag((1 − e^{−cλ})/λ) Vᵀ y; the covariance is Lee et al.'s
+    With :math:`\\Theta + \\alpha I = V \\operatorname{diag}(\\lambda) V^\\top`
+    and :math:`c = \\eta t / N` the mean is
+    :math:`\\Theta(x, X) V \\operatorname{diag}((1 - e^{-c\\lambda})/\\lambda)
+    V^\\top y`; the covariance is Lee et al.'s
     (2019) with the NNGP kernel as the prior. At ``t=np.inf`` the mean uses a
-    Cholesky factorisation, at finite t one symmetric eigendecomposition.
+    Cholesky factorisation, at finite t Krylov bases or one symmetric
+    eigendecomposition (``solver``).
 
     Examples
     --------
@@ -624,13 +779,14 @@ class NTKRegressor(_BaseRegressor):
         t=np.inf,
         learning_rate=1.0,
         alpha=1e-10,
+        solver="auto",
         memory=None,
         n_jobs=None,
     ):
         super().__init__(
             depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            t=t, learning_rate=learning_rate, alpha=alpha, memory=memory,
-            n_jobs=n_jobs,
+            t=t, learning_rate=learning_rate, alpha=alpha, solver=solver,
+            memory=memory, n_jobs=n_jobs,
         )
 
 
@@ -690,13 +846,14 @@ class NNGPRegressor(_BaseRegressor):
         t=np.inf,
         learning_rate=1.0,
         alpha=1e-10,
+        solver="auto",
         memory=None,
         n_jobs=None,
     ):
         super().__init__(
             depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            t=t, learning_rate=learning_rate, alpha=alpha, memory=memory,
-            n_jobs=n_jobs,
+            t=t, learning_rate=learning_rate, alpha=alpha, solver=solver,
+            memory=memory, n_jobs=n_jobs,
         )
 
 
@@ -729,7 +886,8 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         The training cost: the squared error on ±1-encoded labels (a closed
         form) or the cross-entropy (an ODE integrated in the eigenbasis of
         the training kernel, each step's error below 1e-7 of the output
-        scale; see the user guide), with which ``t`` must be finite. With
+        scale; see the user guide), with which ``t`` must be finite and
+        ``solver`` does not apply (the flow needs the eigendecomposition). With
         ``memory``, the integrated flow is cached too (keyed on the targets,
         in segments of doubling length), so a search over ``t`` integrates
         each fold's flow once.
@@ -782,14 +940,15 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         t=np.inf,
         learning_rate=1.0,
         alpha=1e-10,
+        solver="auto",
         memory=None,
         n_jobs=None,
         loss="squared_error",
     ):
         super().__init__(
             depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            t=t, learning_rate=learning_rate, alpha=alpha, memory=memory,
-            n_jobs=n_jobs,
+            t=t, learning_rate=learning_rate, alpha=alpha, solver=solver,
+            memory=memory, n_jobs=n_jobs,
         )
         self.loss = loss
 

@@ -1,8 +1,8 @@
 """Gaussian expectations for the numerical activations: rules and series.
 
 Pure functions of numpy arrays, used by
-:class:`sklearn_ntk._activations.QuadratureActivation` for activations without
-a closed form.  Three tools:
+:class:`sklearn_ntk._numerical_activations.QuadratureActivation` for
+activations without a closed form.  Three tools:
 
 * :func:`normal_rule`: composite Gauss–Legendre rules for E[f(Z)], Z ~ N(0, 1),
   with a breakpoint at 0 (where kinks of the activations sit) and panels
@@ -333,8 +333,8 @@ def mehler(rho, rho2, left, right, plan, out=None, term=None):
     None; ``out`` must be C-contiguous).  Coefficients of one parity halve
     the work: Σ_m c_{2m+p} ρ^{2m+p} = ρ^p Σ_m c_{2m+p} (ρ²)^m.  Each step is
     one multiplication by ρ (or ρ²) and a rank-one update by BLAS ``dger``,
-    which forms no outer product: 1.2 ns per entry against 3.7 ns for
-    numpy's multiply.outer and add (320 × 320 tiles, one core).
+    which forms no outer product: a third of the time of numpy's
+    multiply.outer and add on 320 × 320 tiles with one core.
     """
     step, start, stop, extras = plan
     n_terms = left.shape[0]

@@ -1,11 +1,22 @@
-"""The NTK and NNGP kernels as :mod:`sklearn.gaussian_process` kernels."""
+"""The NTK and NNGP kernels as :mod:`sklearn.gaussian_process` kernels.
+
+This module owns the kernels' contract with scikit-learn: hyperparameters
+(``beta`` and ``weight_std`` on a log scale, their bounds), ``__call__``
+with gradients, ``diag``, and :func:`kernels_by_depth`, the Gram matrices of
+every depth from one pass.  The values come from ``_recursion``.
+"""
 
 import numpy as np
 from sklearn.gaussian_process.kernels import Hyperparameter, Kernel
 from sklearn.utils.validation import check_array
 
 from ._activations import get_activation
-from ._parameters import check_parameters
+from ._parameters import (
+    activation_name,
+    check_parameters,
+    fill_docstring,
+    public_init,
+)
 from ._recursion import diagonal, kernel_matrices
 
 
@@ -22,6 +33,7 @@ def _check_inputs(X, Y):
     return X, Y
 
 
+@fill_docstring
 def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
                      weight_std=1.0, n_jobs=None):
     """NNGP and NTK Gram matrices of every depth 1..depth, from one pass.
@@ -39,12 +51,9 @@ def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
         The largest depth L >= 1.
     activation : str or callable, default="relu"
         As for :class:`NTK`.
-    beta : float, default=0.1
-        Standard deviation of the biases (β >= 0).
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
-    n_jobs : int, default=None
-        Number of joblib workers (threads) over the tiles.
+    %(beta)s
+    %(weight_std)s
+    %(n_jobs)s
 
     Returns
     -------
@@ -74,11 +83,29 @@ def kernels_by_depth(X, Y=None, *, depth=3, activation="relu", beta=0.1,
     return kernels.nngp, kernels.ntk
 
 
+#: The numpydoc entry of the kernels' own parameters: the search box of
+#: hyperparameter optimisation.
+_KERNEL_PARAMETER_DOCS = {
+    "bounds": """beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
+    Bounds on beta for hyperparameter optimisation. Below 0.01 a bias
+    adds less than 1e-4 to the variance of a standardised input; up to
+    10 the kernel stays positive definite with any noise level of
+    WhiteKernel's default bounds, also where the bias dominates.
+weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
+    Bounds on weight_std. The kernel scales like
+    :math:`\\sigma_w^{2L}` (weight_std to the power 2 · depth; exactly
+    so for relu-like activations with beta = 0), so these
+    bounds span kernel amplitudes from 1e-6 to 1e6 at depth 3 and keep
+    the kernel representable at every depth up to 10 at least.""",
+}
+
+
 class _InfiniteWidthKernel(Kernel):
     """Shared implementation of :class:`NTK` and :class:`NNGP`.
 
-    The public kernels repeat this ``__init__`` with their own signature, so
-    that errors about parameters name them, not this class.
+    The public kernels share this ``__init__`` through
+    :func:`~sklearn_ntk._parameters.public_init`, so that errors about
+    parameters name them, not this class.
 
     Why the default bounds are narrow: GaussianProcessRegressor's L-BFGS-B
     takes a first step of the full gradient, which on data whose scale does
@@ -178,6 +205,7 @@ class _InfiniteWidthKernel(Kernel):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            The points x_i.
 
         Returns
         -------
@@ -191,15 +219,19 @@ class _InfiniteWidthKernel(Kernel):
         return False
 
     def __repr__(self):
-        activation = self.activation
-        if not isinstance(activation, str):
-            activation = getattr(activation, "__name__", repr(activation))
         return (
-            f"{type(self).__name__}(depth={self.depth}, activation={activation!r}, "
+            f"{type(self).__name__}(depth={self.depth}, "
+            f"activation={activation_name(self.activation)!r}, "
             f"beta={self.beta:.3g}, weight_std={self.weight_std:.3g})"
         )
 
 
+def _public_kernel(cls):
+    """A public kernel: its own ``__init__`` and its shared parameter entries."""
+    return public_init(fill_docstring(cls, _KERNEL_PARAMETER_DOCS))
+
+
+@_public_kernel
 class NTK(_InfiniteWidthKernel):
     """Neural Tangent Kernel of an infinitely wide fully-connected network.
 
@@ -216,9 +248,11 @@ class NTK(_InfiniteWidthKernel):
         Number of dense layers L >= 1 (L - 1 hidden activations); depth 1
         is the linear model.
     activation : str or callable, default="relu"
-        "relu", "leaky_relu" (slope 0.01), "abs", "erf", "identity",
-        "gelu" (exact x·Φ(x)), "sin", "cos" use closed forms; "tanh",
-        "sigmoid", "softplus" or a vectorised callable (smooth, or with
+        %(closed_form_activations)s
+        use closed forms ("leaky_relu" has slope 0.01 for x < 0, "gelu" is
+        the exact x·Φ(x));
+        %(numerical_activations)s
+        or a vectorised callable (smooth, or with
         kinks at 0) use a Hermite series with an exact error bound and,
         where it would be slow, nested quadrature: at every pre-activation
         variance, each layer's expectations are accurate to 1e-10 relative
@@ -227,22 +261,9 @@ class NTK(_InfiniteWidthKernel):
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0). With beta = 0 the
         hyperparameter is fixed (log-scale optimisation cannot leave 0).
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
-    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
-        Bounds on beta for hyperparameter optimisation. Below 0.01 a bias
-        adds less than 1e-4 to the variance of a standardised input; up to
-        10 the kernel stays positive definite with any noise level of
-        WhiteKernel's default bounds, also where the bias dominates.
-    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
-        Bounds on weight_std. The kernel scales like weight_std^(2·depth)
-        (exactly so for relu-like activations with beta = 0), so these
-        bounds span kernel amplitudes from 1e-6 to 1e6 at depth 3 and keep
-        the kernel representable at every depth up to 10 at least.
-    n_jobs : int, default=None
-        Number of joblib workers (threads) over the tiles of the Gram
-        matrix; any joblib backend set with ``joblib.parallel_config``
-        applies. ``None`` means 1, ``-1`` all processors; 0 is an error.
+    %(weight_std)s
+    %(bounds)s
+    %(n_jobs)s
 
     See Also
     --------
@@ -265,14 +286,20 @@ class NTK(_InfiniteWidthKernel):
     the search box, where L-BFGS-B takes its first step.
 
     **Redundant hyperparameters.** For positively homogeneous activations,
-    σ(a·u) = a·σ(u) for a > 0 ("relu", "leaky_relu", "abs", "identity"),
-    both kernels satisfy, for every c > 0 and every depth,
+    :math:`\\sigma(a u) = a \\sigma(u)` for :math:`a > 0` ("relu",
+    "leaky_relu", "abs", "identity"), both kernels satisfy, for every
+    :math:`c > 0` and every depth,
 
-        c · K(x, x'; β, σ_w) = K(√c·x, √c·x'; √c·β, σ_w),
+    .. math::
+
+        c\\, K(x, x'; \\beta, \\sigma_w)
+        = K(\\sqrt c\\, x, \\sqrt c\\, x'; \\sqrt c\\, \\beta, \\sigma_w),
 
     so a ConstantKernel factor only rescales the inputs. With ``beta=0``
-    it is exactly a change of weight_std, c · K(σ_w) = K(c^(1/(2L))·σ_w);
-    at depth 1 (any activation) c · K(β, σ_w) = K(√c·β, √c·σ_w), and for
+    it is exactly a change of weight_std,
+    :math:`c\\, K(\\sigma_w) = K(c^{1/(2L)} \\sigma_w)`; at depth 1 (any
+    activation) :math:`c\\, K(\\beta, \\sigma_w) = K(\\sqrt c\\, \\beta,
+    \\sqrt c\\, \\sigma_w)`, and for
     "identity" (a linear network at every depth) it is redundant for every
     β. For relu-like activations leave ConstantKernel out: weight_std sets
     the scale, and the extra input scale drives the product to a bound of
@@ -305,23 +332,8 @@ class NTK(_InfiniteWidthKernel):
 
     _kind = "ntk"
 
-    def __init__(
-        self,
-        depth=3,
-        activation="relu",
-        beta=0.1,
-        weight_std=1.0,
-        beta_bounds=(1e-2, 1e1),
-        weight_std_bounds=(1e-1, 1e1),
-        n_jobs=None,
-    ):
-        super().__init__(
-            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            beta_bounds=beta_bounds, weight_std_bounds=weight_std_bounds,
-            n_jobs=n_jobs,
-        )
 
-
+@_public_kernel
 class NNGP(_InfiniteWidthKernel):
     """NNGP kernel: the prior covariance of an infinitely wide network.
 
@@ -341,15 +353,9 @@ class NNGP(_InfiniteWidthKernel):
     beta : float, default=0.1
         Standard deviation of the biases (β >= 0). With beta = 0 the
         hyperparameter is fixed.
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
-    beta_bounds : pair of floats >= 0 or "fixed", default=(1e-2, 1e1)
-        Bounds on beta for hyperparameter optimisation; as for :class:`NTK`.
-    weight_std_bounds : pair of floats >= 0 or "fixed", default=(1e-1, 1e1)
-        Bounds on weight_std; as for :class:`NTK`.
-    n_jobs : int, default=None
-        Number of joblib workers (threads) over the tiles of the Gram
-        matrix. ``None`` means 1, ``-1`` all processors; 0 is an error.
+    %(weight_std)s
+    %(bounds)s
+    %(n_jobs)s
 
     See Also
     --------
@@ -389,19 +395,3 @@ class NNGP(_InfiniteWidthKernel):
     """
 
     _kind = "nngp"
-
-    def __init__(
-        self,
-        depth=3,
-        activation="relu",
-        beta=0.1,
-        weight_std=1.0,
-        beta_bounds=(1e-2, 1e1),
-        weight_std_bounds=(1e-1, 1e1),
-        n_jobs=None,
-    ):
-        super().__init__(
-            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            beta_bounds=beta_bounds, weight_std_bounds=weight_std_bounds,
-            n_jobs=n_jobs,
-        )

@@ -25,9 +25,11 @@ depth <= 2, and the infinite-width kernel plus an O(1/m) bias for deeper
 networks (the next layer sees the empirical, not the exact, covariance of the
 previous one).  The bias is measured in the tests and stated in the
 docstrings; it is small next to the O(1/√m) spread of one draw.
-"""
 
-from numbers import Integral
+This module owns the drawing of those networks and sketches and the
+layout of the features; the forward pass and backpropagation are those of
+:mod:`sklearn_ntk.finite`, the one implementation of the package.
+"""
 
 import numpy as np
 from sklearn.base import (
@@ -37,12 +39,17 @@ from sklearn.base import (
     _fit_context,
 )
 from sklearn.utils import check_random_state, gen_batches
-from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._activations import get_activation
-from ._parameters import NETWORK_PARAMETER_CONSTRAINTS
+from ._parameters import (
+    NETWORK_PARAMETER_CONSTRAINTS,
+    fill_docstring,
+    positive_integer,
+    public_init,
+)
 from ._range import checked_range, range_error
+from .finite import _DenseLayers
 
 #: Rows per batch of ``transform``: every hidden layer's activations (and, for
 #: the NTK, its back-propagated gradients) are held for one batch only, so the
@@ -77,22 +84,62 @@ def _orthogonal_gaussian(random_state, n_rows, n_columns, norms):
     return directions * lengths
 
 
-def _with_bias(activations, scale, beta):
-    """The input of a layer, ``[scale * a, beta]``: ã with its bias coordinate."""
+def _with_bias(activations, weight_std, beta):
+    """ã = [σ_w a / √n, β] for the input a (n columns) of a layer.
+
+    ã·ã' = σ_w² a·a'/n + β²: the inner product of the layer's gradients
+    with respect to its weights and bias, per unit of back-propagated δ.
+    """
     out = np.empty((activations.shape[0], activations.shape[1] + 1))
-    np.multiply(activations, scale, out=out[:, :-1])
+    np.multiply(activations, weight_std / np.sqrt(activations.shape[1]),
+                out=out[:, :-1])
     out[:, -1] = beta
     return out
+
+
+#: The numpydoc entries the two samplers share (see ``fill_docstring``).
+_SAMPLER_DOCS = {
+    "sampler_depth": """depth : int, default=3
+    Number of dense layers L >= 1, as in the kernel approximated.
+    Depth 1 (the linear kernel) is a Gaussian projection of
+    ``[weight_std · x / √n_features, beta]``.""",
+    "sampler_attributes": """random_weights_ : list of ndarray of shape (fan_in, m)
+    Standard normal weights of the depth - 1 hidden layers of width m
+    (the first has fan_in = ``n_features_in_``); the layer computes
+    ``weight_std / √fan_in · a @ W + beta · b``.
+random_biases_ : list of ndarray of shape (m,)
+    Standard normal biases b of the hidden layers.
+projection_ : ndarray of shape (n_network_features, n_components) or None
+    For depth 1 (n_network_features = n_features_in_ + 1) or a very small
+    n_components: the orthogonal Gaussian projection applied to the
+    network's features; None otherwise.
+n_features_in_ : int
+    Number of features seen during :term:`fit`.
+feature_names_in_ : ndarray of shape (`n_features_in_`,)
+    Names of features seen during :term:`fit`. Defined only when `X`
+    has feature names that are all strings.""",
+}
+
+
+def _public_sampler(cls):
+    """A public sampler: its own ``__init__`` and the shared entries."""
+    return public_init(fill_docstring(cls, _SAMPLER_DOCS))
 
 
 class _RandomNetworkFeatures(
     ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
 ):
-    """Shared parameters, validation and forward pass of the samplers."""
+    """Shared parameters, validation, drawing and batching of the samplers.
+
+    A subclass says how many features its network has (``_min_components``,
+    ``_hidden_width``), draws what it needs beyond the hidden layers
+    (``_draw_extra``), builds the network's layers (``_layers``) and
+    computes its features from them (``_features``, for depth >= 2).
+    """
 
     _parameter_constraints: dict = {
         **NETWORK_PARAMETER_CONSTRAINTS,
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [positive_integer()],
         "random_state": ["random_state"],
     }
 
@@ -113,12 +160,23 @@ class _RandomNetworkFeatures(
         self.n_components = n_components
         self.random_state = random_state
 
-    def _hidden_width(self, depth, size):
-        """Hidden width of a network whose features have ``size`` entries."""
-        raise NotImplementedError
-
     def _draw_extra(self, random_state, depth, n_features, size):
         """Draw the random quantities a subclass needs beyond the hidden layers."""
+
+    def _layers(self, readout_weights=None):
+        """The network drawn at fit, with σ, β and σ_w as they were then.
+
+        Its hidden layers and, if ``readout_weights`` are given, a readout
+        with those weights as its top layer (with bias 0: no feature
+        depends on the readout's bias).
+        """
+        weights = [weight.T for weight in self.random_weights_]
+        biases = list(self.random_biases_)
+        if readout_weights is not None:
+            weights.append(readout_weights[None, :])
+            biases.append(np.zeros(1))
+        return _DenseLayers(weights, biases, self._activation, self._beta,
+                            self._weight_std, np.float64)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -140,7 +198,8 @@ class _RandomNetworkFeatures(
         """
         X = validate_data(self, X, dtype=np.float64)
         # The network is fixed at fit, as its random weights are: set_params
-        # after fit must not mix a new beta with the old weights.
+        # after fit must not mix a new beta (or activation, or number of
+        # features) with the old weights.
         depth, self._activation = self.depth, get_activation(self.activation)
         self._beta, self._weight_std = float(self.beta), float(self.weight_std)
         random_state = check_random_state(self.random_state)
@@ -177,21 +236,6 @@ class _RandomNetworkFeatures(
         self._n_features_out = self.n_components
         return self
 
-    def _forward(self, X):
-        """Forward pass: the input ã of every layer and every pre-activation."""
-        weight_std, beta = self._weight_std, self._beta
-        inputs, pre_activations = [], []
-        a = X
-        for weights, biases in zip(self.random_weights_, self.random_biases_):
-            a_tilde = _with_bias(a, weight_std / np.sqrt(a.shape[1]), beta)
-            inputs.append(a_tilde)
-            pre = a_tilde[:, :-1] @ weights
-            pre += beta * biases
-            pre_activations.append(pre)
-            a = self._activation.function(pre)
-        inputs.append(_with_bias(a, weight_std / np.sqrt(a.shape[1]), beta))
-        return inputs, pre_activations
-
     def transform(self, X):
         """Map X to the random features.
 
@@ -212,27 +256,30 @@ class _RandomNetworkFeatures(
         # float64 and rounded on output (relative 6e-8, far below the sampling
         # error of the features), halving the memory of the features and of
         # any linear model fitted on them.
-        out = np.empty((X.shape[0], self.n_components), dtype=X.dtype)
+        n_out = self._n_features_out
+        out = np.empty((X.shape[0], n_out), dtype=X.dtype)
         widths = [w.shape[1] for w in self.random_weights_]
-        size = self.n_components if self.projection_ is None else len(self.projection_)
-        row_bytes = 8 * (X.shape[1] + 3 * sum(widths) + size + self.n_components + 1)
+        size = n_out if self.projection_ is None else len(self.projection_)
+        row_bytes = 8 * (X.shape[1] + 3 * sum(widths) + size + n_out + 1)
         batch_size = max(1, _BATCH_BYTES // row_bytes)
+        # Depth 1 has no hidden layer: its features are the input's ã.
+        layers = self._layers() if self.random_weights_ else None
         # Features grow like the inputs (relu: in proportion): beyond the
         # range of the output dtype the forward pass overflows, which is
         # reported, and never returned as inf.
         range_args = ((X,), self._beta, self._weight_std)
         with checked_range("The random features", *range_args):
             for batch in gen_batches(X.shape[0], batch_size):
-                inputs, pre_activations = self._forward(X[batch].astype(np.float64))
+                X_batch = X[batch].astype(np.float64)
                 if self.projection_ is None:
-                    self._features(inputs, pre_activations, out[batch])
+                    self._features(layers, X_batch, out[batch])
                     continue
                 if self.random_weights_:
-                    features = np.empty((len(inputs[0]), size))
-                    self._features(inputs, pre_activations, features)
-                else:
-                    features = inputs[0]
-                out[batch] = features @ self.projection_ / np.sqrt(self.n_components)
+                    features = np.empty((len(X_batch), size))
+                    self._features(layers, X_batch, features)
+                else:  # depth 1: the input layer's [σ_w x / √n0, β]
+                    features = _with_bias(X_batch, self._weight_std, self._beta)
+                out[batch] = features @ self.projection_ / np.sqrt(n_out)
         # Casts on assignment and user activations need not raise: check.
         if not np.all(np.isfinite(out)):
             raise range_error(
@@ -247,11 +294,12 @@ class _RandomNetworkFeatures(
         return tags
 
 
+@_public_sampler
 class NNGPSampler(_RandomNetworkFeatures):
     """Random features of the NNGP kernel: the readout inputs of a random network.
 
     Draws one fully-connected network of ``depth`` layers in NTK
-    parametrization with hidden width ``n_components - 1`` and returns, for
+    parametrization with hidden width m = ``n_components - 1`` and returns, for
     each sample x, the input of its readout layer,
     ``φ(x) = [weight_std · σ(α̃ᴸ⁻¹(x)) / √m, beta]``.  Then
     ``φ(x)·φ(y)`` is the network's empirical NNGP kernel, which converges to
@@ -265,7 +313,7 @@ class NNGPSampler(_RandomNetworkFeatures):
     1/n_components (the next layer sees the sampled, not the exact,
     covariance of the previous one), for relu at depth 3 below what 600
     draws resolve (about 1 % of the kernel) at n_components = 50 and
-    200.  The spread of one draw falls like n_components^(-1/2): on 40
+    200.  The spread of one draw falls like 1 / sqrt(n_components): on 40
     standard normal points in 5 dimensions, relu, depth 3, the relative
     Frobenius error ‖Φ Φᵀ − K‖/‖K‖ is about 0.064 at n_components = 1000
     (median of 5 draws; 0.056 at depth 2, 0.002 at depth 1), and 0.32 and
@@ -273,17 +321,12 @@ class NNGPSampler(_RandomNetworkFeatures):
 
     Parameters
     ----------
-    depth : int, default=3
-        Number of dense layers L >= 1, as in :class:`~sklearn_ntk.NNGP`.
-        Depth 1 (the linear kernel) is a Gaussian projection of
-        ``[weight_std · x / √n_features, beta]``.
+    %(sampler_depth)s
     activation : str or callable, default="relu"
         Any activation of :class:`~sklearn_ntk.NNGP`; a callable is applied
         elementwise.
-    beta : float, default=0.1
-        Standard deviation of the biases (β >= 0).
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
+    %(beta)s
+    %(weight_std)s
     n_components : int, default=100
         Number of features: the hidden width plus one constant feature
         ``beta`` (with n_components = 1 a width-1 network's two features
@@ -293,21 +336,7 @@ class NNGPSampler(_RandomNetworkFeatures):
 
     Attributes
     ----------
-    random_weights_ : list of ndarray of shape (fan_in, n_components - 1)
-        Standard normal weights of the depth - 1 hidden layers (the first has
-        fan_in = ``n_features_in_``); the layer computes
-        ``weight_std / √fan_in · a @ W + beta · b``.
-    random_biases_ : list of ndarray of shape (n_components - 1,)
-        Standard normal biases b of the hidden layers.
-    projection_ : ndarray of shape (n_network_features, n_components) or None
-        For depth 1 (n_network_features = n_features_in_ + 1) or a very small
-        n_components: the orthogonal Gaussian projection applied to the
-        network's features; None otherwise.
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(sampler_attributes)s
 
     See Also
     --------
@@ -336,10 +365,12 @@ class NNGPSampler(_RandomNetworkFeatures):
     def _hidden_width(self, depth, size):
         return 0 if depth == 1 else size - 1
 
-    def _features(self, inputs, pre_activations, out):
-        out[...] = inputs[-1]
+    def _features(self, layers, X, out):
+        hidden, _, _ = layers._forward(X, len(layers.weights), keep=False)
+        out[...] = _with_bias(hidden, self._weight_std, self._beta)
 
 
+@_public_sampler
 class NTKSampler(_RandomNetworkFeatures):
     """Random features of the Neural Tangent Kernel: a random network's gradient.
 
@@ -364,7 +395,7 @@ class NTKSampler(_RandomNetworkFeatures):
     E[φ(x)·φ(y)] = Θᴸ(x, y) exactly; deeper networks add a bias of order
     1/n_components, for relu at depth 3 below what 600 draws resolve (about
     2 % of the kernel) at n_components = 50 and 200.  The spread of one
-    draw falls like n_components^(-1/2) (fitted slope -0.44): on 500
+    draw falls like 1 / sqrt(n_components) (fitted slope -0.44): on 500
     standard normal points in 10 dimensions, relu, depth 3, the relative
     Frobenius error ‖Φ Φᵀ − K‖/‖K‖ is 0.53, 0.29, 0.18 and 0.12 at
     n_components = 100, 300, 1000 and 3000 (median of 3 draws;
@@ -373,17 +404,12 @@ class NTKSampler(_RandomNetworkFeatures):
 
     Parameters
     ----------
-    depth : int, default=3
-        Number of dense layers L >= 1, as in :class:`~sklearn_ntk.NTK`.
-        Depth 1 (the linear kernel) is a Gaussian projection of
-        ``[weight_std · x / √n_features, beta]``.
+    %(sampler_depth)s
     activation : str or callable, default="relu"
         Any activation of :class:`~sklearn_ntk.NTK`; a callable is applied
         elementwise and differentiated numerically.
-    beta : float, default=0.1
-        Standard deviation of the biases (β >= 0).
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
+    %(beta)s
+    %(weight_std)s
     n_components : int, default=100
         Number of features (below depth + 1, the features of the smallest
         network are projected to n_components).
@@ -393,12 +419,8 @@ class NTKSampler(_RandomNetworkFeatures):
 
     Attributes
     ----------
-    random_weights_ : list of ndarray of shape (fan_in, ``width_``)
-        Standard normal weights of the depth - 1 hidden layers (the first has
-        fan_in = ``n_features_in_``); the layer computes
-        ``weight_std / √fan_in · a @ W + beta · b``.
-    random_biases_ : list of ndarray of shape (``width_``,)
-        Standard normal biases b of the hidden layers.
+    width_ : int
+        Width m of the hidden layers.
     readout_weights_ : ndarray of shape (``width_``,)
         Standard normal weights of the readout layer, through which the
         gradient is back-propagated.
@@ -406,17 +428,7 @@ class NTKSampler(_RandomNetworkFeatures):
         For each hidden layer h = 1..depth - 1, the Gaussian matrices
         (G of shape (fan_in + 1, D_h), H of shape (width_, D_h)) that sketch
         the gradient with respect to that layer's weights and bias.
-    projection_ : ndarray of shape (n_network_features, n_components) or None
-        For depth 1 (n_network_features = n_features_in_ + 1) or a very small
-        n_components: the orthogonal Gaussian projection applied to the
-        network's features; None otherwise.
-    width_ : int
-        Width m of the hidden layers.
-    n_features_in_ : int
-        Number of features seen during :term:`fit`.
-    feature_names_in_ : ndarray of shape (`n_features_in_`,)
-        Names of features seen during :term:`fit`. Defined only when `X`
-        has feature names that are all strings.
+    %(sampler_attributes)s
 
     See Also
     --------
@@ -433,16 +445,23 @@ class NTKSampler(_RandomNetworkFeatures):
 
     Examples
     --------
+    A linear model on the features predicts about as well as kernel ridge
+    regression with the NTK, in time linear in the number of samples:
+
     >>> import numpy as np
+    >>> from sklearn.kernel_ridge import KernelRidge
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.pipeline import make_pipeline
     >>> from sklearn_ntk import NTK, NTKSampler
-    >>> X = np.random.RandomState(0).normal(size=(50, 3))
-    >>> sampler = NTKSampler(depth=3, n_components=2000, random_state=0)
-    >>> features = sampler.fit_transform(X)
-    >>> features.shape
-    (50, 2000)
-    >>> K = NTK(depth=3)(X)
-    >>> error = np.linalg.norm(features @ features.T - K) / np.linalg.norm(K)
-    >>> bool(error < 0.2)
+    >>> rng = np.random.default_rng(0)
+    >>> X, X_test = rng.normal(size=(200, 3)), rng.normal(size=(50, 3))
+    >>> y, y_test = np.sin(X[:, 0]), np.sin(X_test[:, 0])
+    >>> features = make_pipeline(NTKSampler(n_components=1000, random_state=0),
+    ...                          Ridge(alpha=0.1))
+    >>> bool(features.fit(X, y).score(X_test, y_test) > 0.9)
+    True
+    >>> kernel = KernelRidge(kernel=NTK(), alpha=0.1)
+    >>> bool(kernel.fit(X, y).score(X_test, y_test) > 0.9)
     True
     """
 
@@ -479,23 +498,26 @@ class NTKSampler(_RandomNetworkFeatures):
             for fan_in, size in zip(fan_ins, sizes)
         ]
 
-    def _features(self, inputs, pre_activations, out):
-        weight_std = self._weight_std
-        # Back-propagation from the readout: δᴸ⁻¹ = σ'(α̃ᴸ⁻¹) ⊙ σ_w/√m w_out.
-        scale = weight_std / np.sqrt(self.width_)
-        delta = self._activation.derivative(pre_activations[-1])
-        delta *= scale * self.readout_weights_
-        # The readout term needs no sketch: its gradient is ãᴸ⁻¹ itself.
-        start = out.shape[1] - (self.width_ + 1)
-        out[:, start:] = inputs[-1]
-        for layer in range(len(pre_activations) - 1, -1, -1):
+    def _layers(self):
+        # With the readout, through which the gradient is back-propagated.
+        return super()._layers(self.readout_weights_)
+
+    def _features(self, layers, X, out):
+        readout = len(self.random_weights_)
+        _, inputs, derivatives = layers._forward(X, readout, keep=True)
+        start = out.shape[1]
+        # Layers from the top, δ⁽ˡ⁺¹⁾ = ∂f/∂α̃⁽ˡ⁺¹⁾ (1 for the readout).
+        for layer, delta in layers._backward(derivatives, np.ones((len(X), 1))):
+            layer_input = _with_bias(inputs[layer], self._weight_std, self._beta)
+            if layer == readout:
+                # The readout term needs no sketch: its gradient is ã itself.
+                start -= layer_input.shape[1]
+                out[:, start:] = layer_input
+                continue
             left, right = self.sketch_weights_[layer]
             size = left.shape[1]
             block = out[:, start - size : start]
-            np.matmul(inputs[layer], left, out=block)
+            np.matmul(layer_input, left, out=block)
             block *= delta @ right
             block /= np.sqrt(size)
             start -= size
-            if layer > 0:
-                delta = (delta @ self.random_weights_[layer].T) * scale
-                delta *= self._activation.derivative(pre_activations[layer - 1])

@@ -1,4 +1,4 @@
-"""Finite-width networks: forward pass, empirical NTK and gradient descent.
+r"""Finite-width networks: forward pass, empirical NTK and gradient descent.
 
 The infinite-width kernels of :mod:`sklearn_ntk` are limits of quantities that
 can be measured on a finite network.  This module provides such a network, in
@@ -7,29 +7,37 @@ checked against :class:`sklearn_ntk.NTK` and ``NTKRegressor``:
 
 * :class:`Network` is a fully-connected network with one output in NTK
   parametrization,
-  ``α̃⁽ˡ⁺¹⁾ = σ_w/√n_l · W⁽ˡ⁾ α⁽ˡ⁾ + β b⁽ˡ⁾``, ``α⁽ˡ⁾ = σ(α̃⁽ˡ⁾)``, ``α⁽⁰⁾ = x``,
-  all parameters iid N(0, 1).  Its empirical NTK
-  ``Θ(x, x'; θ) = ⟨∇θ f(x), ∇θ f(x')⟩`` and empirical NNGP (readout
+  :math:`\tilde\alpha^{(\ell+1)} = \frac{\sigma_w}{\sqrt{n_\ell}}
+  W^{(\ell)} \alpha^{(\ell)} + \beta b^{(\ell)}`,
+  :math:`\alpha^{(\ell)} = \sigma(\tilde\alpha^{(\ell)})`,
+  :math:`\alpha^{(0)} = x`, all parameters iid :math:`N(0, 1)`.  Its
+  empirical NTK :math:`\Theta(x, x'; \theta) = \langle \nabla_\theta
+  f(x), \nabla_\theta f(x') \rangle` and empirical NNGP (readout
   features) are computed for whole matrices by the backprop formula, and
   :meth:`Network.fit` trains it in place by full-batch gradient descent.
 * :class:`FiniteNetworkRegressor` wraps one trained network as a
   scikit-learn regressor with the parameters of ``NTKRegressor``, so that a
   finite network and its infinite-width limit are compared with the same code.
 
-Time scale
-----------
-The cost is the least-squares cost of the user guide, C = 1/(2N) Σᵢ (f(xᵢ) − yᵢ)².
-``n_steps`` gradient steps of size η follow the gradient flow for the time
-η·n_steps, which is what ``NTKRegressor(learning_rate=η, t=n_steps)``
-describes in the limit (its time scale is c = η t / N).
+The forward pass and backpropagation are written once, in ``_DenseLayers``,
+which :class:`Network` extends and the random-feature samplers
+(:class:`sklearn_ntk.NTKSampler`, :class:`sklearn_ntk.NNGPSampler`) build
+from the weights they draw.
 
-Precision and memory
---------------------
+**Time scale.**
+The cost is the least-squares cost of the user guide,
+:math:`C = \frac{1}{2N} \sum_i (f(x_i) - y_i)^2`.
+``n_steps`` gradient steps of size :math:`\eta` follow the gradient flow
+for the time :math:`\eta \cdot` ``n_steps``, which is what
+``NTKRegressor(learning_rate=η, t=n_steps)`` describes in the limit (its
+time scale is :math:`c = \eta t / N`).
+
+**Precision and memory.**
 A network stores its parameters in ``dtype``.  float64 (the default) is
 needed when comparing against the limit at small widths, where differences
 of order 1e-8 matter (e.g. finite-difference checks).  For very wide
-networks the statistical fluctuations we study are of order width^(-1/2)
-(1e-2 at width 10⁴), far above float32 rounding (about 1e-7 per entry,
+networks the statistical fluctuations we study are of order
+:math:`\text{width}^{-1/2}` (1e-2 at width :math:`10^4`), far above float32 rounding (about 1e-7 per entry,
 1e-6 after a 10⁴-term inner product), so ``dtype=np.float32`` is the sensible
 choice there: it halves the memory (a 10⁴ × 10⁴ layer takes 400 MB instead
 of 800 MB) and roughly doubles the speed of the matrix products.  The
@@ -49,15 +57,17 @@ import numpy as np
 from scipy.linalg import get_blas_funcs
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._activations import PiecewiseLinearActivation, get_activation
+from ._activations import get_activation
 from ._parameters import (
     NETWORK_PARAMETER_CONSTRAINTS,
+    activation_name,
     check_parameters,
     non_negative_integer,
     positive_integer,
+    positive_real,
 )
 from ._range import checked_range, range_error
 from ._recursion import single_threaded_blas
@@ -84,7 +94,113 @@ def _blas_threads(largest_layer):
     return contextlib.nullcontext()
 
 
-class Network:
+class _DenseLayers:
+    """Dense layers in NTK parametrization: the package's one forward pass and backpropagation.
+
+    Layer l computes ``α̃⁽ˡ⁺¹⁾ = σ_w / √n_l · W⁽ˡ⁾ α⁽ˡ⁾ + β b⁽ˡ⁾`` from its
+    input α⁽ˡ⁾ (``α⁽⁰⁾ = x``); a hidden layer's output is ``α⁽ˡ⁺¹⁾ = σ(α̃⁽ˡ⁺¹⁾)``.
+    :class:`Network` is such a stack (drawn i.i.d. and trained in place), and
+    the random-feature samplers of :mod:`sklearn_ntk` build one from the
+    weights they draw at fit.
+
+    Parameters
+    ----------
+    weights : list of ndarray
+        ``weights[l]`` is W⁽ˡ⁾, of shape (n_{l+1}, n_l), all of one dtype.
+    biases : list of ndarray
+        ``biases[l]`` is b⁽ˡ⁾, of shape (n_{l+1},).
+    activation : Activation
+        σ, from ``get_activation``.
+    beta, weight_std : float
+        β and σ_w.
+    dtype : numpy dtype
+        The dtype of the parameters and of every pass.
+    """
+
+    def __init__(self, weights, biases, activation, beta, weight_std, dtype):
+        self.weights = weights
+        self.biases = biases
+        self._activation = activation
+        self.beta = beta
+        self.weight_std = weight_std
+        self.dtype = np.dtype(dtype)
+        # σ_w / sqrt(n_l): the NTK-parametrization factor of layer l.
+        self._scales = [weight_std / np.sqrt(weight.shape[1]) for weight in weights]
+
+    # -- elementwise activation ------------------------------------------
+    def _activate(self, z, need_derivative):
+        """Return (σ(z), σ'(z) or None), overwriting z where possible."""
+        act = self._activation
+        if act.piecewise_linear:
+            # In-place path for relu / leaky_relu / abs: no float64 round
+            # trip and no temporary of the size of z besides σ'.
+            positive = z > 0
+            derivative = None
+            if need_derivative:
+                derivative = np.where(
+                    positive, z.dtype.type(act.positive_slope),
+                    z.dtype.type(act.negative_slope),
+                )
+            if act.negative_slope == 0.0 and act.positive_slope == 1.0:
+                np.maximum(z, 0, out=z)
+            else:
+                z *= np.where(positive, z.dtype.type(act.positive_slope),
+                              z.dtype.type(act.negative_slope))
+            return z, derivative
+        derivative = None
+        if need_derivative:
+            derivative = np.asarray(act.derivative(z)).astype(z.dtype, copy=False)
+        return np.asarray(act.function(z)).astype(z.dtype, copy=False), derivative
+
+    # -- passes ------------------------------------------------------------
+    def _pre_activation(self, a, layer):
+        """α̃⁽ˡ⁺¹⁾ (a new array) from the input α⁽ˡ⁾ of layer l."""
+        z = a @ self.weights[layer].T
+        z *= self.dtype.type(self._scales[layer])
+        if self.beta:
+            z += self.dtype.type(self.beta) * self.biases[layer]
+        return z
+
+    def _forward(self, X, n_layers, keep):
+        """Forward pass through the first ``n_layers`` layers, each followed by σ.
+
+        Returns α⁽ⁿ⁾ (n = ``n_layers``) and, if ``keep``, the list of layer
+        inputs α⁽ˡ⁾ (l = 0 … n) and of derivatives σ'(α̃⁽ˡ⁾) (l = 1 … n;
+        index 0 is None); otherwise those lists hold X and None only.
+        """
+        inputs, derivatives = [X], [None]
+        a = X
+        for layer in range(n_layers):
+            a, derivative = self._activate(
+                self._pre_activation(a, layer), need_derivative=keep
+            )
+            if keep:
+                inputs.append(a)
+                derivatives.append(derivative)
+        return a, inputs, derivatives
+
+    def _backward(self, derivatives, delta):
+        """Back-propagate from the top layer: yield (l, δ⁽ˡ⁺¹⁾) for l = top … 0.
+
+        ``delta`` is δ at the output of the top layer, shape (n, n_top):
+        ones for ∇f itself, residuals for the gradient of the cost.
+        δ⁽ˡ⁺¹⁾ = ∂(delta·output)/∂α̃⁽ˡ⁺¹⁾ has shape (n, n_{l+1});
+        ``derivatives`` are those of :meth:`_forward` with ``keep=True``.
+        δ⁽ˡ⁾ is computed from W⁽ˡ⁾ before δ⁽ˡ⁺¹⁾ is yielded, so a consumer may
+        update layer l in place (a gradient step) without changing the
+        gradients below it: the step is then the exact simultaneous one.
+        """
+        for layer in range(len(self.weights) - 1, -1, -1):
+            below = None
+            if layer > 0:
+                below = delta @ self.weights[layer]
+                below *= self.dtype.type(self._scales[layer])
+                below *= derivatives[layer]
+            yield layer, delta
+            delta = below
+
+
+class Network(_DenseLayers):
     """A finite fully-connected network with one output, in NTK parametrization.
 
     Layer l (l = 0 … depth − 1) computes
@@ -168,21 +284,15 @@ class Network:
         self.depth = depth
         self.width = width
         self.activation = activation
-        self.beta = beta
-        self.weight_std = weight_std
         check_parameters(
             "Network", {"n_features": [positive_integer()], "width": [positive_integer()]},
             n_features=n_features, depth=depth, width=width, activation=activation,
             beta=beta, weight_std=weight_std,
         )
-        self._activation = get_activation(activation)
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise ValueError(f"dtype must be float32 or float64, got {dtype}.")
-        self.dtype = dtype
         self.widths = (int(n_features),) + (self.width,) * (depth - 1) + (1,)
-        # σ_w / sqrt(n_l): the NTK-parametrization factor of layer l.
-        self._scales = [weight_std / np.sqrt(n) for n in self.widths[:-1]]
         self._largest_layer = max(
             n_in * n_out for n_in, n_out in zip(self.widths[:-1], self.widths[1:])
         )
@@ -194,23 +304,23 @@ class Network:
             np.iinfo(np.int32).max, size=4
         )
         rng = np.random.default_rng(seed)
-        self.weights, self.biases = [], []
+        weights, biases = [], []
         for n_in, n_out in zip(self.widths[:-1], self.widths[1:]):
             weight = np.empty((n_out, n_in), dtype=dtype)
             rows = max(1, _INIT_CHUNK // n_in)
             for start in range(0, n_out, rows):
                 stop = min(start + rows, n_out)
                 weight[start:stop] = rng.standard_normal((stop - start, n_in))
-            self.weights.append(weight)
-            self.biases.append(rng.standard_normal(n_out).astype(dtype))
+            weights.append(weight)
+            biases.append(rng.standard_normal(n_out).astype(dtype))
+        super().__init__(weights, biases, get_activation(activation), beta,
+                         weight_std, dtype)
 
     def __repr__(self):
-        activation = self.activation
-        if not isinstance(activation, str):
-            activation = getattr(activation, "__name__", repr(activation))
         return (
             f"Network(n_features={self.widths[0]}, depth={self.depth}, "
-            f"width={self.width}, activation={activation!r}, beta={self.beta:g}, "
+            f"width={self.width}, activation={activation_name(self.activation)!r}, "
+            f"beta={self.beta:g}, "
             f"weight_std={self.weight_std:g}, dtype={self.dtype.name})"
         )
 
@@ -218,32 +328,16 @@ class Network:
     def n_parameters(self):
         return sum(w.size + b.size for w, b in zip(self.weights, self.biases))
 
-    # -- elementwise activation ------------------------------------------
-    def _activate(self, z, need_derivative):
-        """Return (σ(z), σ'(z) or None), overwriting z where possible."""
-        act = self._activation
-        if isinstance(act, PiecewiseLinearActivation):
-            # In-place path for relu / leaky_relu / abs: no float64 round
-            # trip and no temporary of the size of z besides σ'.
-            positive = z > 0
-            derivative = None
-            if need_derivative:
-                derivative = np.where(
-                    positive, z.dtype.type(act.positive_slope),
-                    z.dtype.type(act.negative_slope),
-                )
-            if act.negative_slope == 0.0 and act.positive_slope == 1.0:
-                np.maximum(z, 0, out=z)
-            else:
-                z *= np.where(positive, z.dtype.type(act.positive_slope),
-                              z.dtype.type(act.negative_slope))
-            return z, derivative
-        derivative = None
-        if need_derivative:
-            derivative = np.asarray(act.derivative(z)).astype(z.dtype, copy=False)
-        return np.asarray(act.function(z)).astype(z.dtype, copy=False), derivative
+    def _output(self, X, keep):
+        """f(X) (float64, shape (n,)) and the hidden layers' inputs and derivatives.
 
-    # -- passes ------------------------------------------------------------
+        The lists are those of ``_forward(X, depth - 1, keep)``: α⁽ˡ⁾ for
+        l = 0 … L−1 and σ'(α̃⁽ˡ⁾) for l = 1 … L−1 if ``keep``.
+        """
+        a, inputs, derivatives = self._forward(X, self.depth - 1, keep)
+        output = self._pre_activation(a, self.depth - 1)[:, 0].astype(np.float64)
+        return output, inputs, derivatives
+
     def _check_X(self, X, name="X"):
         X = check_array(X, dtype=np.float64, input_name=name)
         if X.shape[1] != self.widths[0]:
@@ -253,50 +347,13 @@ class Network:
             )
         return X.astype(self.dtype, copy=False)
 
-    def _forward(self, X, keep):
-        """Forward pass.
-
-        Returns the output f (float64, shape (n,)) and, if ``keep``, the list
-        of layer inputs α⁽ˡ⁾ (l = 0 … L−1) and of derivatives σ'(α̃⁽ˡ⁾)
-        (l = 1 … L−1; index 0 is None).
-        """
-        inputs, derivatives = [X], [None]
-        a = X
-        for layer in range(self.depth):
-            z = a @ self.weights[layer].T
-            z *= self.dtype.type(self._scales[layer])
-            if self.beta:
-                z += self.dtype.type(self.beta) * self.biases[layer]
-            if layer == self.depth - 1:
-                return z[:, 0].astype(np.float64), inputs, derivatives
-            a, derivative = self._activate(z, need_derivative=keep)
-            if keep:
-                inputs.append(a)
-                derivatives.append(derivative)
-
-    def _backward(self, derivatives, seed):
-        """Back-propagated gradients ∂(seed·f)/∂α̃⁽ˡ⁺¹⁾ for l = 0 … L−1.
-
-        ``seed`` has shape (n, 1): ones for ∇f itself, residuals for the
-        gradient of the cost.  Returns a list indexed by l of arrays of shape
-        (n, n_{l+1}).
-        """
-        deltas = [None] * self.depth
-        delta = seed
-        deltas[-1] = delta
-        for layer in range(self.depth - 1, 0, -1):
-            delta = delta @ self.weights[layer]
-            delta *= self.dtype.type(self._scales[layer])
-            delta *= derivatives[layer]
-            deltas[layer - 1] = delta
-        return deltas
-
     def predict(self, X):
         """Network output f(x; θ).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Inputs, with the network's ``n_features`` columns.
 
         Returns
         -------
@@ -306,7 +363,7 @@ class Network:
         with self._checked_range("The network outputs", X):
             X = self._check_X(X)
             with _blas_threads(self._largest_layer):
-                output = self._forward(X, keep=False)[0]
+                output = self._output(X, keep=False)[0]
         return self._check_finite("The network outputs", output, X)
 
     def _checked_range(self, what, *arrays):
@@ -339,11 +396,11 @@ class Network:
         return self._check_finite(what, gram, *arrays)
 
     def _kernels_checked(self, X, Y, kind):
-        _, inputs_x, derivatives_x = self._forward(X, keep=True)
+        _, inputs_x, derivatives_x = self._output(X, keep=True)
         if Y is None:
             inputs_y = inputs_x
         else:
-            _, inputs_y, derivatives_y = self._forward(Y, keep=True)
+            _, inputs_y, derivatives_y = self._output(Y, keep=True)
         beta2 = self.beta**2
         weight_std2 = self.weight_std**2
         if kind == "nngp":
@@ -352,12 +409,8 @@ class Network:
             gram *= weight_std2 / self.widths[last]
             gram += beta2
             return gram
-        ones = np.ones((X.shape[0], 1), dtype=self.dtype)
-        deltas_x = self._backward(derivatives_x, ones)
-        if Y is None:
-            deltas_y = deltas_x
-        else:
-            deltas_y = self._backward(derivatives_y, ones[:1].repeat(len(Y), 0))
+        deltas_x = self._deltas(derivatives_x, len(X))
+        deltas_y = deltas_x if Y is None else self._deltas(derivatives_y, len(Y))
         # Θ = Σ_l [σ_w² α⁽ˡ⁾·α⁽ˡ⁾'/n_l + β²] · [δ⁽ˡ⁺¹⁾·δ⁽ˡ⁺¹⁾']: the weight
         # gradient of layer l is an outer product, so its inner product
         # factorises, and the bias gradient is δ⁽ˡ⁺¹⁾ times β.
@@ -371,6 +424,14 @@ class Network:
             theta += forward
         return theta
 
+    def _deltas(self, derivatives, n_samples):
+        """The list of δ⁽ˡ⁺¹⁾ = ∂f/∂α̃⁽ˡ⁺¹⁾, indexed by l = 0 … L−1."""
+        deltas = [None] * self.depth
+        seed = np.ones((n_samples, 1), dtype=self.dtype)
+        for layer, delta in self._backward(derivatives, seed):
+            deltas[layer] = delta
+        return deltas
+
     def ntk(self, X, Y=None):
         """Empirical neural tangent kernel Θ(x, x'; θ) = ⟨∇θ f(x), ∇θ f(x')⟩.
 
@@ -382,12 +443,14 @@ class Network:
         Parameters
         ----------
         X : array-like of shape (n_samples_X, n_features)
+            Inputs of the rows.
         Y : array-like of shape (n_samples_Y, n_features), default=None
-            If None, Θ(X, X) is returned.
+            Inputs of the columns; if None, Θ(X, X) is returned.
 
         Returns
         -------
         K : ndarray of shape (n_samples_X, n_samples_Y)
+            Θ(x_i, y_j; θ) in float64, whatever the network's dtype.
 
         Examples
         --------
@@ -413,11 +476,14 @@ class Network:
         Parameters
         ----------
         X : array-like of shape (n_samples_X, n_features)
+            Inputs of the rows.
         Y : array-like of shape (n_samples_Y, n_features), default=None
+            Inputs of the columns; if None, the NNGP of X with itself.
 
         Returns
         -------
         K : ndarray of shape (n_samples_X, n_samples_Y)
+            The empirical NNGP kernel of the rows and columns, in float64.
 
         Examples
         --------
@@ -446,7 +512,9 @@ class Network:
         Parameters
         ----------
         X : array-like of shape (N, n_features)
+            Training inputs, with the network's ``n_features`` columns.
         y : array-like of shape (N,)
+            Training targets.
         learning_rate : float, default=1.0
             Step size η > 0.
         n_steps : int, default=100
@@ -482,11 +550,10 @@ class Network:
             raise ValueError(
                 f"y must have shape ({len(X)},), got {y.shape}."
             )
-        validate_parameter_constraints(
-            {"learning_rate": [Interval(numbers.Real, 0, np.inf, closed="neither")],
-             "n_steps": [non_negative_integer()]},
-            {"learning_rate": learning_rate, "n_steps": n_steps},
-            caller_name="Network.fit",
+        check_parameters(
+            "Network.fit",
+            {"learning_rate": [positive_real()], "n_steps": [non_negative_integer()]},
+            learning_rate=learning_rate, n_steps=n_steps,
         )
         # Divergence shows up as non-finite outputs and is reported as such
         # (with a hint) instead of as a stream of overflow warnings.
@@ -500,7 +567,7 @@ class Network:
         n_samples = len(X)
         for step in range(n_steps + 1):
             keep = step < n_steps
-            output, inputs, derivatives = self._forward(X, keep=keep)
+            output, inputs, derivatives = self._output(X, keep=keep)
             if not np.all(np.isfinite(output)):
                 raise FloatingPointError(
                     f"Gradient descent diverged at step {step}: the learning "
@@ -519,29 +586,22 @@ class Network:
     def _step(self, inputs, derivatives, residual, rate):
         """One update θ ← θ − rate · Σᵢ Δᵢ ∇θ f(xᵢ), layers from the top.
 
-        The back-propagated gradient through layer l uses W⁽ˡ⁾ before its
-        update, so the step is the exact simultaneous gradient step.
+        ``_backward`` has propagated the gradient through layer l with W⁽ˡ⁾
+        before it is updated, so the step is the exact simultaneous step.
         """
-        delta = residual  # ∂/∂α̃⁽ᴸ⁾ of Σᵢ Δᵢ f(xᵢ)
-        for layer in range(self.depth - 1, -1, -1):
+        # δ = ∂/∂α̃⁽ˡ⁺¹⁾ of Σᵢ Δᵢ f(xᵢ)
+        for layer, delta in self._backward(derivatives, residual):
             weight = self.weights[layer]
-            scale = self._scales[layer]
-            delta_below = None
-            if layer > 0:
-                delta_below = delta @ weight
-                delta_below *= self.dtype.type(scale)
-                delta_below *= derivatives[layer]
             # W ← W − rate·scale·δᵀ α, in place: weight.T is Fortran-ordered,
             # so gemm writes straight into it (C = α Aᵀ B + 1·C).
             gemm = get_blas_funcs("gemm", (weight,))
             updated = gemm(
-                -rate * scale, inputs[layer], delta, beta=1.0, c=weight.T,
-                trans_a=True, overwrite_c=True,
+                -rate * self._scales[layer], inputs[layer], delta, beta=1.0,
+                c=weight.T, trans_a=True, overwrite_c=True,
             )
             if not np.shares_memory(updated, weight):  # pragma: no cover
                 weight[...] = updated.T
             self.biases[layer] -= self.dtype.type(rate * self.beta) * delta.sum(axis=0)
-            delta = delta_below
 
 
 class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
@@ -599,7 +659,8 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
     _parameter_constraints = {
         **NETWORK_PARAMETER_CONSTRAINTS,
         "width": [positive_integer()],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [positive_real()],
+        # Finite (np.inf is refused): round(t) gradient steps are taken.
         "t": [Interval(numbers.Real, 0, None, closed="left")],
         "random_state": ["random_state"],
     }
@@ -631,16 +692,14 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Training inputs; their number of features is the network's n_0.
         y : array-like of shape (n_samples,)
+            Training targets.
 
         Returns
         -------
         self : FiniteNetworkRegressor
         """
-        if not np.isfinite(self.t):
-            raise ValueError(
-                "t must be finite: a finite network takes round(t) gradient steps."
-            )
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         self.network_ = Network(
             X.shape[1], depth=self.depth, width=self.width,
@@ -657,6 +716,7 @@ class FiniteNetworkRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
+            Test inputs, with as many features as at fit.
 
         Returns
         -------

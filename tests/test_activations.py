@@ -13,15 +13,21 @@ Tolerances are these stated accuracies, plus rounding (eps-sized) where the
 closed forms are compared with each other.
 """
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import integrate
 
 from sklearn_ntk._activations import (
     ACTIVATIONS,
+    CLOSED_FORM_ACTIVATIONS,
+    get_activation,
+)
+from sklearn_ntk._numerical_activations import (
     QUADRATURE_TOLERANCE,
     QuadratureActivation,
-    get_activation,
 )
 
 EPS = np.finfo(float).eps
@@ -216,11 +222,11 @@ def test_jacobian_vector_products_match_central_differences(name):
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
-def test_diagonal_jvp_matches_central_differences(name):
+def test_diagonal_tangents_match_central_differences(name):
     activation = get_activation(name)
     q = np.array([0.2, 1.0, 3.0])
     dq = np.array([[1.0, -0.5, 2.0], [0.3, 0.7, -1.0]])
-    k, kdot, dk, dkdot = activation.dual_diag_jvp(q, dq)
+    k, kdot, dk, dkdot = activation.dual_diag_tangents(q, dq)
     step = 1e-6
     # As above: ~16 roundings of each side (condition <= 2) over 2h; the
     # numerical path's moments stop at a change < 1e-13 (1 + |value|), for
@@ -257,7 +263,8 @@ def test_duals_in_a_workspace_equal_duals_in_new_arrays(name):
     workspace = [np.full_like(cov, np.nan) for _ in range(activation.workspace_size)]
     if not workspace:
         return
-    k_in_place, kdot_in_place = activation.dual(rows, cols, cov, workspace, scale=1.7)
+    k_in_place, kdot_in_place = activation.dual(rows, cols, cov, scale=1.7,
+                                                workspace=workspace)
     assert k_in_place is cov
     assert any(kdot_in_place is buffer for buffer in workspace)
     # The same operations into other buffers: the same numbers.
@@ -267,8 +274,8 @@ def test_duals_in_a_workspace_equal_duals_in_new_arrays(name):
 
 def test_hermite_series_length_adapts_to_the_variance():
     tanh = get_activation("tanh")
-    short = tanh.prepare([np.array([0.5])])[0][1].shape[-1]
-    long = tanh.prepare([np.array([4.0])])[0][1].shape[-1]
+    short = tanh.prepare([np.array([0.5])])[0].coefficients.shape[-1]
+    long = tanh.prepare([np.array([4.0])])[0].coefficients.shape[-1]
     # The strip of analyticity of tanh(sqrt(q) z) narrows like 1/sqrt(q).
     assert long > 3 * short
 
@@ -287,7 +294,7 @@ def test_callable_activation_matches_its_named_twin():
     # The same series length, so k sums the same coefficients of np.tanh;
     # kdot's σ' comes from finite-difference stencils accurate to 1e-12
     # relative (the package's stated accuracy), in both of its factors.
-    lengths = [get_activation(a).prepare([np.array([1.0])])[0][1].shape[-1]
+    lengths = [get_activation(a).prepare([np.array([1.0])])[0].coefficients.shape[-1]
                for a in ("tanh", np.tanh)]
     assert lengths[0] == lengths[1]
     np.testing.assert_array_equal(rows_callable[0], rows_named[0])
@@ -335,3 +342,29 @@ def test_bad_activations_are_named(activation, error, message):
     # negative number) do not escape as well.
     with pytest.raises(error, match=message):
         get_activation(activation)
+
+
+def _listed(path, start, closed_end, end, pattern):
+    """The names matching ``pattern`` from ``start`` to ``end`` in a document,
+    and those of them before ``closed_end``."""
+    text = (Path(__file__).parents[1] / path).read_text(encoding="utf-8")
+    segment = text[text.index(start):]
+    segment = segment[:segment.index(end)]
+    closed = segment[:segment.index(closed_end)]
+    return re.findall(pattern, segment), re.findall(pattern, closed)
+
+
+@pytest.mark.parametrize("path, start, closed_end, end, pattern", [
+    ("README.md", "Activations: ", "(closed forms)", "or any vectorised callable",
+     r"`(\w+)`"),
+    ("docs/user_guide.rst", "The nonlinearity σ.", "have closed-form expectations",
+     "or any vectorised callable", r'``"(\w+)"``'),
+])
+def test_documented_activation_lists_equal_the_registry(path, start, closed_end, end,
+                                                        pattern):
+    # The docstrings' lists are generated from the registry; these two
+    # documents are written by hand and must list the same names, closed
+    # forms first, in the registry's order.
+    names, closed = _listed(path, start, closed_end, end, pattern)
+    assert tuple(names) == ACTIVATIONS
+    assert tuple(closed) == CLOSED_FORM_ACTIVATIONS

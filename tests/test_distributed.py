@@ -13,10 +13,10 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from sklearn_ntk import NNGP, NTK  # noqa: E402
-from sklearn_ntk._activations import (  # noqa: E402
+from sklearn_ntk._activations import get_activation  # noqa: E402
+from sklearn_ntk._numerical_activations import (  # noqa: E402
     _MAX_TERMS,
     QuadratureActivation,
-    get_activation,
 )
 from sklearn_ntk._recursion import kernel_matrices  # noqa: E402
 

@@ -1,7 +1,6 @@
 """Tests of NTKRegressor, NNGPRegressor and NTKClassifier."""
 
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,15 +21,8 @@ import sklearn_ntk._estimators as estimators_module
 from sklearn_ntk import NNGP, NTK, NNGPRegressor, NTKClassifier, NTKRegressor
 from sklearn_ntk import SingularKernelWarning
 
-DATA = Path(__file__).parent / "data" / "neural_tangents_reference.npz"
 REGRESSORS = [NTKRegressor, NNGPRegressor]
 EPS = np.finfo(float).eps
-
-
-@pytest.fixture(scope="module")
-def reference():
-    with np.load(DATA) as data:
-        return {key: data[key] for key in data.files}
 
 
 @pytest.fixture
@@ -75,10 +67,11 @@ def rounding_tolerance(condition, predict, X, X_test, estimator, kernel_error=0.
 )
 @pytest.mark.parametrize("time", ["5.0", "None"])
 def test_matches_neural_tangents_ensemble(
-    reference, mode, Estimator, time, condition, monkeypatch
+    neural_tangents_reference, mode, Estimator, time, condition, monkeypatch
 ):
     """Mean and covariance equal gradient_descent_mse_ensemble to within rounding
     and the reference's own error on the NTK's diagonal."""
+    reference = neural_tangents_reference
     key = f"ens|{mode}|relu|3|0.1|1.0|0.0001|{time}|"
     t = np.inf if time == "None" else float(time)
     reg = Estimator(depth=3, beta=0.1, learning_rate=1.0, alpha=1e-4, t=t)
@@ -372,65 +365,55 @@ def test_singular_kernel_at_infinity_falls_back_with_warning(Estimator):
     assert_allclose(mean, reg.staged_predict(X, [np.inf])[0], rtol=0, atol=2 * atol)
 
 
-def test_memory_caches_kernel_and_decomposition(problem, tmp_path, monkeypatch):
-    """A search over t computes one kernel and one decomposition per fold."""
+def test_memory_computes_each_training_kernel_once(problem, tmp_path, monkeypatch):
+    """With ``memory``, a search over t computes one training kernel per fold
+    and depth, and later fits with other t, alpha or targets compute none."""
     X, y, _ = problem
-    counts = {"kernel": 0, "eigh": 0, "cholesky": 0}
-    kernel_matrices, eigh, cho_factor = (
-        estimators_module.kernel_matrices, scipy.linalg.eigh, scipy.linalg.cho_factor,
-    )
+    computed = []  # (training inputs, depth) of every training kernel computed
+    kernel_matrices = estimators_module.kernel_matrices
 
-    def counting_kernel(A, B=None, **kwargs):
-        counts["kernel"] += B is None  # training kernels only, not predictions
+    def recording(A, B=None, **kwargs):
+        if B is None:  # training kernels only, not predictions
+            computed.append((A.tobytes(), kwargs["depth"]))
         return kernel_matrices(A, B, **kwargs)
 
-    def counting_eigh(*args, **kwargs):
-        counts["eigh"] += 1
-        return eigh(*args, **kwargs)
-
-    def counting_cholesky(*args, **kwargs):
-        counts["cholesky"] += 1
-        return cho_factor(*args, **kwargs)
-
-    monkeypatch.setattr(estimators_module, "kernel_matrices", counting_kernel)
-    monkeypatch.setattr(scipy.linalg, "eigh", counting_eigh)
-    monkeypatch.setattr(scipy.linalg, "cho_factor", counting_cholesky)
+    monkeypatch.setattr(estimators_module, "kernel_matrices", recording)
     grid = {"depth": [1, 3], "t": [0.5, 5.0, 50.0, np.inf]}
     cv = KFold(3, shuffle=True, random_state=0)
 
     def search(memory):
-        counts.update(kernel=0, eigh=0, cholesky=0)
+        computed.clear()
         gs = GridSearchCV(NTKRegressor(memory=memory), grid, cv=cv, refit=False)
-        return gs.fit(X, y).cv_results_["mean_test_score"], dict(counts)
+        return gs.fit(X, y).cv_results_["mean_test_score"], list(computed)
 
-    plain_scores, plain_counts = search(None)
-    assert plain_counts == {"kernel": 24, "eigh": 18, "cholesky": 6}
-    cached_scores, cached_counts = search(str(tmp_path / "cache"))
-    assert cached_counts == {"kernel": 6, "eigh": 6, "cholesky": 6}
-    # The Cholesky factor (t = inf) is recomputed from the cached kernel.
+    plain_scores, plain_kernels = search(None)
+    folds_and_depths = set(plain_kernels)
+    assert len(folds_and_depths) == 3 * 2
+    cached_scores, cached_kernels = search(str(tmp_path / "cache"))
+    assert sorted(cached_kernels) == sorted(folds_and_depths)
+    # The cached kernels are the same numbers, then the same operations.
     assert_array_equal(cached_scores, plain_scores)
-    # A second search, or another alpha, reuses what is cached.
-    # (A str location, as check_memory builds from a path: joblib 1.6 puts a
-    # Path location's cache in a different directory.)
+    # A second search reuses everything.  (A str location, as check_memory
+    # builds from a path: joblib 1.6 puts a Path location's cache in a
+    # different directory.)
     memory = Memory(str(tmp_path / "cache"), verbose=0)
-    again_scores, again_counts = search(memory)
-    assert again_counts == {"kernel": 0, "eigh": 0, "cholesky": 6}
+    again_scores, again_kernels = search(memory)
+    assert again_kernels == []
     assert_array_equal(again_scores, plain_scores)
-    counts.update(kernel=0, eigh=0, cholesky=0)
-    NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
-    assert counts == {"kernel": 1, "eigh": 1, "cholesky": 0}
-    counts.update(kernel=0, eigh=0, cholesky=0)
-    NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
-    NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, -y)  # targets not in the key
-    assert counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
-    # The covariance reads the NNGP kernel back from the kernel cache.
+    # New training data: one kernel; then other t, alpha or targets: none.
+    computed.clear()
     reg = NTKRegressor(t=2.0, alpha=1e-3, memory=memory).fit(X, y)
+    assert len(computed) == 1
+    NTKRegressor(t=7.0, alpha=1e-3, memory=memory).fit(X, -y)
+    NTKRegressor(t=np.inf, alpha=1e-2, memory=memory).fit(X, y)
+    assert len(computed) == 1
+    # The covariance reads the NNGP kernel back from the kernel cache: no
+    # training kernel is computed, and the numbers are those without a cache.
     expected = NTKRegressor(t=2.0, alpha=1e-3).fit(X, y).predict(X, return_std=True)
-    counts.update(kernel=0, eigh=0, cholesky=0)
-    # The cached kernel is the same numbers, then the same operations.
+    computed.clear()
     for cached_output, output in zip(reg.predict(X, return_std=True), expected):
         assert_array_equal(cached_output, output)
-    assert counts == {"kernel": 0, "eigh": 0, "cholesky": 0}
+    assert computed == []
 
 
 def test_memory_with_callable_activation(problem, tmp_path, condition):
@@ -467,6 +450,9 @@ def test_memory_with_callable_activation(problem, tmp_path, condition):
         NTKRegressor(t=1e4, depth=2),
         NNGPRegressor(t=1e4, activation="erf"),
         NTKClassifier(t=1e3),
+        # The Krylov bases in place of the eigendecomposition.
+        NTKRegressor(t=1e4, depth=2, solver="krylov"),
+        NTKClassifier(t=1e3, solver="krylov"),
     ]
 )
 def test_sklearn_compatible(estimator, check):

@@ -23,8 +23,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, WhiteKernel
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_ntk import NNGP, NTK
-from sklearn_ntk._recursion import kernel_matrices
+from sklearn_ntk import NNGP, NTK, kernels_by_depth
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 EPS = np.finfo(float).eps
@@ -110,12 +109,10 @@ def test_every_corner_of_the_default_box_gives_a_positive_definite_kernel(activa
     corners = itertools.product(default.beta_bounds, default.weight_std_bounds)
     failures = []
     for (beta, weight_std), (name, X) in itertools.product(corners, datasets.items()):
-        kernels = kernel_matrices(
-            X, depth=10, activation=activation, beta=beta, weight_std=weight_std,
-            kernel="both", all_depths=True,
-        )
+        kernels = dict(zip(["nngp", "ntk"], kernels_by_depth(
+            X, depth=10, activation=activation, beta=beta, weight_std=weight_std)))
         for kind, depth in itertools.product(["ntk", "nngp"], range(1, 11)):
-            K = getattr(kernels, kind)[depth - 1]
+            K = kernels[kind][depth - 1]
             try:
                 assert np.all(np.isfinite(K))
                 linalg.cholesky(K + noise * np.eye(len(K)))
@@ -139,11 +136,6 @@ def test_readme_quickstart_runs_without_any_warning():
 
 
 # -- which hyperparameters are redundant -------------------------------------
-
-
-@pytest.fixture
-def X():
-    return np.random.default_rng(0).standard_normal((25, 4))
 
 
 def _relative_difference(a, b):

@@ -19,8 +19,9 @@ package code:
 * other estimators: the formulas of the user guide ("Training for a time t",
   "Uncertainty") evaluated here with numpy on the
   package's kernels (checked above), normalised by the largest diagonal entry;
-* samplers and finite networks: their forward passes written out here from
-  their public weights;
+* samplers: their forward passes written out here from their public
+  weights; finite networks: the conftest's ``empirical_kernels`` of their
+  weights;
 * always: symmetry, |K_ij| <= sqrt(K_ii K_jj), positive semi-definiteness,
   ``diag`` equal to the matrix's diagonal.
 
@@ -577,7 +578,6 @@ def test_regressors_at_every_scale(activation, scale, estimator, t):
     np.testing.assert_allclose(mean_std, mean, rtol=1e-12)
     np.testing.assert_allclose(mean_cov, mean, rtol=1e-12)
     np.testing.assert_array_equal(cov, cov.T)
-    assert np.all(std >= 0)
     if homogeneous:
         # The flow on K(sX) = s² K(X) with ridge α s² and learning rate η/s²
         # is the flow on K(X): same mean, std × s, covariance × s².
@@ -596,6 +596,9 @@ def test_regressors_at_every_scale(activation, scale, estimator, t):
         unit_scale = np.max(np.diag(NNGP(depth=DEPTH, activation=activation,
                                          beta=0.0)(X_test)))
         np.testing.assert_allclose(cov / scale**2, unit_cov, rtol=0,
+                                   atol=tolerance * unit_scale)
+        # The variance (std², computed on its own path) is the diagonal.
+        np.testing.assert_allclose((std / scale)**2, np.diag(unit_cov), rtol=0,
                                    atol=tolerance * unit_scale)
         return
     expected_mean, expected_cov, prior_scale, condition = _reference_prediction(
@@ -703,35 +706,8 @@ def test_samplers_at_every_scale(activation, scale, kind):
             assert features32.dtype == np.float32 and np.all(np.isfinite(features32))
 
 
-def _reference_network(net, X, activation):
-    """Output, empirical NNGP and NTK (Jacobian Gram) of a Network, in numpy."""
-    sigma = get_activation(_activation(activation))
-    scales = [1.0 / np.sqrt(n) for n in net.widths[:-1]]
-    a, inputs, slopes = X, [X], []
-    for layer in range(net.depth):
-        z = a @ net.weights[layer].T * scales[layer] + net.beta * net.biases[layer]
-        if layer == net.depth - 1:
-            output = z[:, 0]
-            break
-        slopes.append(sigma.derivative(z))
-        a = sigma.function(z)
-        inputs.append(a)
-    # Back-propagated δ⁽ˡ⁺¹⁾ = ∂f/∂z⁽ˡ⁺¹⁾, then the Jacobian row blocks.
-    delta = np.ones((len(X), 1))
-    jacobian = []
-    for layer in range(net.depth - 1, -1, -1):
-        weight_block = (delta[:, :, None] * inputs[layer][:, None, :]) * scales[layer]
-        jacobian = [weight_block.reshape(len(X), -1), delta * net.beta] + jacobian
-        if layer:
-            delta = (delta @ net.weights[layer]) * scales[layer] * slopes[layer - 1]
-    J = np.hstack(jacobian)
-    last = inputs[-1]
-    nngp = last @ last.T / last.shape[1] + net.beta**2
-    return output, nngp, J @ J.T
-
-
 @pytest.mark.parametrize("activation, scale", CELLS)
-def test_finite_networks_at_every_scale(activation, scale):
+def test_finite_networks_at_every_scale(activation, scale, empirical_kernels):
     X = _data(6, 4)
     beta = 0.0 if activation in HOMOGENEOUS else 0.1
     net = Network(4, depth=DEPTH, width=16, activation=_activation(activation),
@@ -750,7 +726,9 @@ def test_finite_networks_at_every_scale(activation, scale):
         expected = (net.predict(X) * scale, net.nngp(X) * scale**2,
                     net.ntk(X) * scale**2)
     else:
-        expected = _reference_network(net, X * scale, activation)
+        expected = empirical_kernels(X * scale, net.weights, net.biases,
+                                     get_activation(_activation(activation)),
+                                     net.beta, net.weight_std)
     for actual, reference in zip(result, expected):
         np.testing.assert_allclose(actual, reference, rtol=0,
                                    atol=tolerance * np.max(np.abs(reference)))

@@ -31,12 +31,9 @@ from scipy import integrate
 from scipy.special import expit
 
 from sklearn_ntk import NTK, NNGP, NTKClassifier
-from sklearn_ntk._activations import (
-    QUADRATURE_TOLERANCE,
-    _correlation,
-    _snapped_inverse_sqrt,
-    get_activation,
-)
+from sklearn_ntk._activation_interface import correlation, snapped_inverse_sqrt
+from sklearn_ntk._activations import get_activation
+from sklearn_ntk._numerical_activations import QUADRATURE_TOLERANCE
 
 _PHI0 = 1.0 / math.sqrt(2.0 * math.pi)
 _LIMIT = 12.0
@@ -134,8 +131,8 @@ def _used_correlation(q11, q22, q12):
     ~1/(1 − |ρ|) (1e6 at ρ = 0.999999), so a shift of 8 ulps there moves
     kdot by 1e-9: the reference is taken at the same ρ.
     """
-    rho = _correlation(np.array([[q12]]), _snapped_inverse_sqrt(np.array([q11])),
-                       _snapped_inverse_sqrt(np.array([q22])))
+    rho = correlation(np.array([[q12]]), snapped_inverse_sqrt(np.array([q11])),
+                      snapped_inverse_sqrt(np.array([q22])))
     return float(rho[0, 0])
 
 
@@ -329,7 +326,7 @@ def test_diagonal_tangents_match_finite_differences(name):
     activation = _activation(name)
     q = np.array([0.0, 1e-6, 1.0, 150.0, 1e8])
     dq = np.array([[1.0, 2e-6, -0.5, 30.0, 1e7], [0.3, -1e-6, 0.7, -40.0, 2e7]])
-    k, kdot, dk, dkdot = activation.dual_diag_jvp(q, dq)
+    k, kdot, dk, dkdot = activation.dual_diag_tangents(q, dq)
     for direction in range(2):
         def values(h):
             return np.array(activation.dual_diag(np.maximum(q + h * dq[direction], 0)))

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_ntk._random_features as random_features
 from sklearn_ntk import NNGP, NTK, NNGPSampler, NTKSampler
-from sklearn_ntk._activations import ACTIVATIONS
+from sklearn_ntk._activations import ACTIVATIONS, get_activation
 
 SAMPLERS = [(NNGPSampler, NNGP), (NTKSampler, NTK)]
 EPS = np.finfo(float).eps
@@ -23,9 +23,26 @@ def _relative_error(features, K):
     return np.linalg.norm(features @ features.T - K) / np.linalg.norm(K)
 
 
-@pytest.fixture(scope="module")
-def X():
-    return np.random.RandomState(0).normal(size=(15, 4))
+def _kernel_draws(sampler, X, n_draws, **params):
+    """Φ Φᵀ of the features of ``n_draws`` samplers (seeds 0, 1, ...)."""
+    draws = []
+    for seed in range(n_draws):
+        features = sampler(random_state=seed, **params).fit_transform(X)
+        draws.append(features @ features.T)
+    return np.array(draws)
+
+
+def _unbiased(draws, K, n_standard_errors):
+    """Whether the mean of the draws is K to within sampling error.
+
+    ``n_standard_errors`` standard errors of the mean per entry, plus the
+    rounding of a mean of n draws (n eps max|draw|) for entries whose draws
+    agree (standard error 0).
+    """
+    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
+    rounding = len(draws) * EPS * np.abs(draws).max()
+    return np.all(np.abs(draws.mean(axis=0) - K) <= n_standard_errors * standard_error
+                  + rounding)
 
 
 @parametrize_with_checks([NNGPSampler(), NTKSampler(), NTKSampler(depth=1)])
@@ -42,20 +59,42 @@ def test_sklearn_compatible(estimator, check):
 def test_unbiased_at_depth_two(X, sampler, kernel, activation):
     # For depth <= 2 the expected feature inner product is the exact kernel:
     # the mean over n draws must shrink towards it like n^(-1/2) with no
-    # floor.  Allow 3 standard errors of the mean (two-sided 0.3 % an entry),
-    # plus the rounding of a mean of n draws (n eps max|draw|) for entries
-    # whose draws agree (standard error 0).
+    # floor.  4 standard errors: two-sided 6e-5 an entry, 5e-3 for all 78
+    # distinct entries of a 12-point kernel (Bonferroni).
     K = kernel(depth=2, activation=activation)(X)
-    draws = np.array([
-        (lambda F: F @ F.T)(
-            sampler(depth=2, activation=activation, n_components=32,
-                    random_state=seed).fit_transform(X)
-        )
-        for seed in range(400)
-    ])
-    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
-    rounding = len(draws) * EPS * np.abs(draws).max()
-    assert np.all(np.abs(draws.mean(axis=0) - K) <= 3 * standard_error + rounding)
+    draws = _kernel_draws(sampler, X, 400, depth=2, activation=activation,
+                          n_components=32)
+    assert _unbiased(draws, K, n_standard_errors=4)
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_nngp_features_are_the_readout_inputs_of_their_network(
+    X, depth, empirical_kernels, condition
+):
+    # Φ Φᵀ is the empirical NNGP of the network of the public weights,
+    # written out independently (conftest); its readout is not drawn, and
+    # the empirical NNGP does not depend on it.
+    sampler = NNGPSampler(depth=depth, activation="erf", beta=0.3, weight_std=1.4,
+                          n_components=40, random_state=0).fit(X)
+    features = sampler.transform(X)
+    width = sampler.random_weights_[-1].shape[1]
+    weights = [weight.T for weight in sampler.random_weights_] + [np.zeros((1, width))]
+    biases = list(sampler.random_biases_) + [np.zeros(1)]
+    _, expected, _ = empirical_kernels(X, weights, biases, get_activation("erf"),
+                                       0.3, 1.4)
+    # Both sides round each layer's fan_in-term sums (the first layer's d,
+    # then the width's) and a few elementwise passes, and the Gram's
+    # width-term sums, in their own order: rounding of that size amplified
+    # by the Gram's measured condition (normwise).
+    n_sum = X.shape[1] + (depth - 1) * width + 16 * depth
+
+    def gram(X):
+        transformed = sampler.transform(X)
+        return transformed @ transformed.T
+
+    cond = condition(gram, X, normwise=True)
+    np.testing.assert_allclose(features @ features.T, expected, rtol=0,
+                               atol=2 * n_sum * EPS * cond * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("sampler, kernel", NNGP_SLOW)
@@ -65,12 +104,7 @@ def test_mean_over_seeds_converges_at_depth_three(X, sampler, kernel):
     # as sampling noise allows (2.5 standard errors of the norm of the mean's
     # error), plus at most 1/n_components = 1 % of it.
     K = kernel(depth=3)(X)
-    draws = np.array([
-        (lambda F: F @ F.T)(
-            sampler(depth=3, n_components=100, random_state=seed).fit_transform(X)
-        )
-        for seed in range(300)
-    ])
+    draws = _kernel_draws(sampler, X, 300, depth=3, n_components=100)
     standard_error = np.linalg.norm(draws.std(axis=0)) / np.sqrt(len(draws))
     bias = np.linalg.norm(draws.mean(axis=0) - K)
     assert bias < 2.5 * standard_error + 0.01 * np.linalg.norm(K)
@@ -125,28 +159,26 @@ def test_hyperparameters_and_cross_kernel(sampler, kernel):
 def test_depth_one_is_exact_with_whole_blocks(X, sampler, kernel):
     # The linear kernel's features are an orthogonal projection of
     # [σ_w x/√n0, β]: exact when n_components is a multiple of n0 + 1.
-    features = sampler(depth=1, beta=0.3, n_components=10, random_state=0).fit_transform(X)
-    # Rounding: the projection's 5-term and the product's 10-term sums, and
-    # Q's orthogonality (10 eps), against the kernel's own 4-term sums.
+    n_network_features = X.shape[1] + 1
+    n_components = 2 * n_network_features
+    features = sampler(depth=1, beta=0.3, n_components=n_components,
+                       random_state=0).fit_transform(X)
+    # Rounding: the projection's (n0 + 1)-term and the product's
+    # n_components-term sums, and Q's orthogonality (n_components eps),
+    # against the kernel's own n0-term sums.
     expected = kernel(depth=1, beta=0.3)(X)
-    atol = 2 * (5 + 10 + 10 + 4) * EPS * np.abs(expected).max()
+    n_sums = n_network_features + 2 * n_components + X.shape[1]
+    atol = 2 * n_sums * EPS * np.abs(expected).max()
     np.testing.assert_allclose(features @ features.T, expected, rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("sampler, kernel", NTK_SLOW)
 def test_tiny_n_components_is_projected_unbiased(X, sampler, kernel):
     # Fewer components than the smallest network has features: projected
-    # down, still unbiased at depth 2.
+    # down, still unbiased at depth 2 (4 standard errors, as above).
     K = kernel(depth=2)(X)
-    draws = np.array([
-        (lambda F: F @ F.T)(sampler(depth=2, n_components=1, random_state=seed)
-                            .fit_transform(X))
-        for seed in range(2000)
-    ])
-    standard_error = draws.std(axis=0) / np.sqrt(len(draws))
-    # 4 standard errors (two-sided 6e-5 an entry) plus a mean's rounding.
-    rounding = len(draws) * EPS * np.abs(draws).max()
-    assert np.all(np.abs(draws.mean(axis=0) - K) <= 4 * standard_error + rounding)
+    draws = _kernel_draws(sampler, X, 2000, depth=2, n_components=1)
+    assert _unbiased(draws, K, n_standard_errors=4)
 
 
 @pytest.mark.parametrize("sampler", [NNGPSampler, NTKSampler])
@@ -173,25 +205,35 @@ def test_reproducible_and_feature_names(X, sampler):
 
 
 @pytest.mark.parametrize(
-    "sampler, params, message",
+    "sampler, params, error",
     [
-        (NTKSampler, dict(activation="nope"), "activation"),
-        (NNGPSampler, dict(depth=0), "depth"),
-        (NNGPSampler, dict(beta=-1.0), "beta"),
-        (NTKSampler, dict(weight_std=0.0), "weight_std"),
-        (NTKSampler, dict(weight_std=np.inf), "weight_std"),
+        (NTKSampler, dict(activation="nope"), ValueError),
+        (NNGPSampler, dict(depth=0), ValueError),
+        (NNGPSampler, dict(beta=-1.0), ValueError),
+        (NTKSampler, dict(weight_std=0.0), ValueError),
+        (NTKSampler, dict(weight_std=np.inf), ValueError),
+        (NNGPSampler, dict(n_components=0), ValueError),
+        (NTKSampler, dict(n_components=True), TypeError),
     ],
 )
-def test_bad_parameters(X, sampler, params, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_parameters_raise_errors_naming_them(X, sampler, params, error):
+    (name,) = params
+    with pytest.raises(error, match=f"The '{name}' parameter of {sampler.__name__}"):
         sampler(**params).fit(X)
+
+
+def test_unknown_keyword_names_the_public_class():
+    for sampler in (NNGPSampler, NTKSampler):
+        with pytest.raises(TypeError, match=rf"^{sampler.__name__}\.__init__\(\)"):
+            sampler(bogus=1)
 
 
 def test_bad_input(X):
     transformer = NTKSampler().fit(X)
-    with pytest.raises(ValueError, match="features"):
+    with pytest.raises(ValueError, match="X has 2 features, but NTKSampler is "
+                                         "expecting 3 features as input"):
         transformer.transform(X[:, :2])
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="Input X contains NaN"):
         NNGPSampler().fit(np.full((3, 2), np.nan))
 
 
@@ -238,14 +280,16 @@ def test_float32_input_gives_float32_features_rounded_from_float64(
                                atol=(cond + 1) * u * np.abs(double).max())
 
 
-@pytest.mark.parametrize("sampler, kernel", SAMPLERS)
-def test_network_is_fixed_at_fit(sampler, kernel):
-    # The random weights are drawn at fit; beta and weight_std belong to the
-    # same network, so set_params after fit does not change the features.
-    X = np.random.RandomState(0).normal(size=(6, 3))
-    fitted = sampler(n_components=30, random_state=0).fit(X)
+@pytest.mark.parametrize("sampler", [NNGPSampler, NTKSampler])
+@pytest.mark.parametrize("depth", [1, 3])
+def test_network_is_fixed_at_fit(X, sampler, depth):
+    # The random weights are drawn at fit; the other parameters of the
+    # network belong to it, so set_params after fit changes no feature.
+    fitted = sampler(depth=depth, n_components=30, random_state=0).fit(X)
     features = fitted.transform(X)
-    fitted.set_params(beta=2.0, weight_std=3.0, activation="erf")
+    fitted.set_params(depth=2, beta=2.0, weight_std=3.0, activation="erf",
+                      n_components=7)
     np.testing.assert_array_equal(fitted.transform(X), features)
+    assert fitted.get_feature_names_out().shape == (30,)
     refitted = fitted.fit(X).transform(X)
-    assert not np.allclose(refitted, features)
+    assert refitted.shape == (len(X), 7)

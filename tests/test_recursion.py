@@ -11,17 +11,24 @@
   finite-width bias.
 """
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from sklearn_ntk._activation_interface import Activation
 from sklearn_ntk._activations import ACTIVATIONS, get_activation
-from sklearn_ntk._recursion import TILE_SIZE, diagonal, kernel_matrices
+from sklearn_ntk._recursion import (
+    KERNEL_CHOICES,
+    TILE_SIZE,
+    diagonal,
+    kernel_matrices,
+    layer_tangents,
+    layer_tangents_in_place,
+    layer_values,
+    layer_values_in_place,
+)
 
-REFERENCE = np.load(Path(__file__).parent / "data" / "neural_tangents_reference.npz")
 EPS = np.finfo(float).eps
-KERNEL_KEYS = [key for key in REFERENCE.files if key.startswith(("ntk_xy", "nngp_xy"))]
 
 
 def _kernels(X, Y=None, depth=3, activation="relu", beta=0.1, weight_std=1.0, **kwargs):
@@ -29,20 +36,20 @@ def _kernels(X, Y=None, depth=3, activation="relu", beta=0.1, weight_std=1.0, **
                            weight_std=weight_std, kernel="both", **kwargs)
 
 
-@pytest.mark.parametrize("key", KERNEL_KEYS)
-def test_matches_neural_tangents(key, condition):
-    kind, activation, depth, beta, weight_std = key.split("|")
+def test_matches_neural_tangents(neural_tangents_kernel, condition):
+    reference = neural_tangents_kernel
 
     def kernel(X, Y):
-        result = _kernels(X, Y, depth=int(depth), activation=activation,
-                          beta=float(beta), weight_std=float(weight_std))
-        return result.ntk if kind == "ntk_xy" else result.nngp
+        result = _kernels(X, Y, depth=reference["depth"],
+                          activation=reference["activation"],
+                          beta=reference["beta"], weight_std=reference["weight_std"])
+        return getattr(result, reference["kind"])
 
-    X, Y = REFERENCE["X"], REFERENCE["Y"]
+    X, Y = reference["X"], reference["Y"]
     # Both sides round a d-term first layer and ~16 elementwise passes a layer
     # (float64 on both sides), amplified by the kernel's condition.
-    rtol = 2 * (X.shape[1] + 16 * int(depth)) * EPS * condition(kernel, X, Y)
-    np.testing.assert_allclose(kernel(X, Y), REFERENCE[key], rtol=rtol)
+    rtol = 2 * (X.shape[1] + 16 * reference["depth"]) * EPS * condition(kernel, X, Y)
+    np.testing.assert_allclose(kernel(X, Y), reference["K"], rtol=rtol)
 
 
 @pytest.mark.parametrize(
@@ -70,51 +77,25 @@ def test_matches_the_relu_table_of_the_paper_settings(
                                rtol=rtol, atol=atol)
 
 
-def _empirical_kernels(X, depth, width, activation, beta, weight_std, rng):
-    """Empirical NNGP and NTK of one random network in NTK parametrization.
-
-    Written from the user guide's formula ("Finite networks and the
-    empirical NTK"), independently of the package:
-    Θ̂(x, x') = Σ_l [σ_w² α_l·α_l'/n_l + β²] [δ_{l+1}·δ_{l+1}'].
-    """
-    sigma = get_activation(activation)
-    widths = [X.shape[1]] + [width] * (depth - 1) + [1]
-    weights = [rng.standard_normal((widths[i + 1], widths[i])) for i in range(depth)]
-    biases = [rng.standard_normal(widths[i + 1]) for i in range(depth)]
-    activations, preactivations = [X], []
-    for layer in range(depth):
-        pre = (weight_std / np.sqrt(widths[layer])) * activations[-1] @ weights[layer].T
-        pre += beta * biases[layer]
-        preactivations.append(pre)
-        if layer < depth - 1:
-            activations.append(sigma.function(pre))
-    deltas = [np.ones((X.shape[0], 1))]
-    for layer in range(depth - 1, 0, -1):
-        back = deltas[0] @ weights[layer] * (weight_std / np.sqrt(widths[layer]))
-        deltas.insert(0, back * sigma.derivative(preactivations[layer - 1]))
-    ntk = np.zeros((X.shape[0], X.shape[0]))
-    for layer in range(depth):
-        a = activations[layer]
-        forward = weight_std**2 * a @ a.T / widths[layer] + beta**2
-        ntk += forward * (deltas[layer] @ deltas[layer].T)
-    a = activations[-1]
-    nngp = weight_std**2 * a @ a.T / widths[depth - 1] + beta**2
-    return nngp, ntk
-
-
 @pytest.mark.parametrize(
     "activation",
     ["relu"] + [pytest.param(name, marks=pytest.mark.slow)
                 for name in ("erf", "tanh", "gelu")],
 )
-def test_monte_carlo_finite_networks_converge_to_the_limit(activation):
+def test_monte_carlo_finite_networks_converge_to_the_limit(activation, empirical_kernels):
     rng = np.random.default_rng(7)
     X = rng.standard_normal((4, 5))
     depth, width, n_networks = 3, 2048, 12
-    samples = [
-        _empirical_kernels(X, depth, width, activation, 0.2, 1.3, rng)
-        for _ in range(n_networks)
-    ]
+    widths = [X.shape[1]] + [width] * (depth - 1) + [1]
+    sigma = get_activation(activation)
+
+    def random_network_kernels():
+        weights = [rng.standard_normal((widths[i + 1], widths[i])) for i in range(depth)]
+        biases = [rng.standard_normal(widths[i + 1]) for i in range(depth)]
+        _, nngp, ntk = empirical_kernels(X, weights, biases, sigma, 0.2, 1.3)
+        return nngp, ntk
+
+    samples = [random_network_kernels() for _ in range(n_networks)]
     limit = _kernels(X, depth=depth, activation=activation, beta=0.2, weight_std=1.3)
     for index, exact in enumerate((limit.nngp, limit.ntk)):
         draws = np.array([sample[index] for sample in samples])
@@ -220,26 +201,36 @@ def test_deep_networks_stay_finite(activation, weight_std):
         assert np.all(np.isfinite(values))
 
 
-def test_zero_inputs_without_bias_follow_neural_tangents():
-    # REFERENCE["X"][3] is the zero vector; the beta = 0.1 keys cover it with a
-    # bias, and without one the NNGP row of a relu network vanishes.
-    X = REFERENCE["X"]
+def test_zero_inputs_without_bias_follow_neural_tangents(neural_tangents_reference):
+    # The reference X[3] is the zero vector; the beta = 0.1 keys cover it with
+    # a bias, and without one the NNGP row of a relu network vanishes.
+    X = neural_tangents_reference["X"]
     result = _kernels(X, depth=3, beta=0.0)
     assert np.all(result.nngp[3] == 0.0)
     assert np.all(np.isfinite(result.ntk))
 
 
 def test_scaled_duplicates_and_antipodes_are_exact():
-    # Row 5 of the reference X is 3 × row 1: correlation exactly 1 at layer 1.
     x = np.array([[0.3, -1.2, 0.5]])
     X = np.vstack([x, 3 * x, -x])
-    result = _kernels(X, depth=3, beta=0.0)
     # Relu with beta = 0 is positively homogeneous: Σ(x, 3x) = 3 Σ(x, x).
     # Rounding only: 3x (1), the 3-term products (3) and ~16 passes a layer
     # on each side; at θ = 0 a layer is a product of square roots (condition 1).
     rtol = 2 * (1 + 3 + 16 * 3) * EPS
+    result = _kernels(X, depth=3, beta=0.0)
     np.testing.assert_allclose(result.nngp[0, 1], 3 * result.nngp[0, 0], rtol=rtol)
     np.testing.assert_allclose(result.ntk[0, 1], 3 * result.ntk[0, 0], rtol=rtol)
+
+    # Antipodes have correlation exactly -1 at the first layer, where relu's
+    # arc-cosine kernels vanish: E[relu(u) relu(-u)] = 0 and the slope term
+    # (π - θ)/2π = 0.  So one hidden layer gives exactly 0 for both kernels.
+    one_hidden = _kernels(X, depth=2, beta=0.0)
+    assert one_hidden.nngp[0, 2] == 0.0 and one_hidden.ntk[0, 2] == 0.0
+    # A second hidden layer sees correlation 0: Σ³(x, -x) = σ_w² Σ²(x, x)/2π
+    # against Σ³(x, x) = σ_w² Σ²(x, x)/2, a ratio of 1/π; and Θ³(x, -x) =
+    # Θ²(x, -x) Σ̇³ + Σ³ = Σ³(x, -x).
+    np.testing.assert_allclose(result.nngp[0, 2], result.nngp[0, 0] / np.pi, rtol=rtol)
+    np.testing.assert_allclose(result.ntk[0, 2], result.nngp[0, 2], rtol=rtol)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -253,3 +244,152 @@ def test_values_are_bit_identical_with_and_without_gradients(activation):
     with_gradient = kernel_matrices(X, eval_gradient=True, **params)
     np.testing.assert_array_equal(with_gradient.nngp, plain.nngp)
     np.testing.assert_array_equal(with_gradient.ntk, plain.ntk)
+
+
+@pytest.mark.parametrize("shape", [(7,), (5, 6)])
+def test_in_place_layer_equals_the_plain_layer_bit_for_bit(shape):
+    # The tiles use the in-place twins; they must be the same arithmetic in
+    # the same order as the plain functions the diagonal uses (so that a
+    # tile's diagonal equals diagonal()), whatever the buffers.
+    rng = np.random.default_rng(4)
+    k, kdot, ntk = (rng.uniform(0.1, 2.0, shape) for _ in range(3))
+    dk, dkdot, d_ntk = (rng.normal(size=(2,) + shape) for _ in range(3))
+    bias_var = 0.3
+
+    expected_tangents = layer_tangents(k, kdot, dk, dkdot, ntk, d_ntk, bias_var)
+    expected_values = layer_values(k, kdot, ntk, bias_var)
+    buffers = [a.copy() for a in (k, kdot, dk, dkdot, ntk, d_ntk)]
+    k_, kdot_, dk_, dkdot_, ntk_, d_ntk_ = buffers
+    tangents = layer_tangents_in_place(k_, kdot_, dk_, dkdot_, ntk_, d_ntk_, bias_var)
+    values = layer_values_in_place(k_, kdot_, ntk_, bias_var)
+    for actual, expected in zip(tangents + values, expected_tangents + expected_values):
+        np.testing.assert_array_equal(actual, expected)
+    # The results live in the buffers the docstrings name.
+    assert values[0] is k_ and values[1] is ntk_
+    assert tangents[0] is dk_ and tangents[1] is d_ntk_
+    # Without Θ (kernel="nngp"), Σ and dΣ are the same numbers.
+    k_, kdot_, dk_, dkdot_ = (a.copy() for a in (k, kdot, dk, dkdot))
+    d_nngp, d_ntk_none = layer_tangents_in_place(k_, kdot_, dk_, dkdot_, None, None,
+                                                 bias_var)
+    nngp, ntk_none = layer_values_in_place(k_, kdot_, None, bias_var)
+    assert ntk_none is None and d_ntk_none is None
+    np.testing.assert_array_equal(d_nngp, expected_tangents[0])
+    np.testing.assert_array_equal(nngp, expected_values[0])
+
+
+def test_plain_layer_is_the_recursion_of_the_paper():
+    # One relu layer written out with numpy: Σ' = σ_w² E + β², Σ̇ = σ_w² Ė,
+    # Θ' = Θ Σ̇ + Σ', with the arc-cosine expectations of Cho & Saul (2009)
+    # at unit variances, E = (sin θ + (π − θ) cos θ)/2π and Ė = (π − θ)/2π.
+    # ~10 roundings on each side.
+    theta = np.array([0.3, 1.2, 2.5])
+    weight_var, bias_var, ntk = 1.7, 0.04, np.array([1.1, 0.9, 0.5])
+    expectation = (np.sin(theta) + (np.pi - theta) * np.cos(theta)) / (2 * np.pi)
+    slope_expectation = (np.pi - theta) / (2 * np.pi)
+    nngp, new_ntk = layer_values(weight_var * expectation,
+                                 weight_var * slope_expectation, ntk, bias_var)
+    relu = get_activation("relu")
+    rows, cols = relu.prepare([np.ones(3), np.ones(3)])
+    k, kdot = relu.dual(rows, cols, np.diag(np.cos(theta)), scale=weight_var)
+    np.testing.assert_allclose(np.diag(k) + bias_var, nngp, rtol=10 * EPS)
+    np.testing.assert_allclose(ntk * np.diag(kdot) + nngp, new_ntk, rtol=10 * EPS)
+    np.testing.assert_allclose(nngp, weight_var * expectation + bias_var, rtol=2 * EPS)
+    np.testing.assert_allclose(
+        new_ntk, ntk * weight_var * slope_expectation + nngp, rtol=4 * EPS)
+
+
+@pytest.mark.parametrize("kernel", ["NTK", "gp", "", None, ["ntk"]])
+def test_unknown_kernel_is_an_error_naming_the_choices(kernel):
+    X = np.ones((2, 3))
+    with pytest.raises(ValueError, match="kernel must be one of") as error:
+        kernel_matrices(X, depth=2, activation="relu", beta=0.1, weight_std=1.0,
+                        kernel=kernel)
+    assert all(repr(choice) in str(error.value) for choice in KERNEL_CHOICES)
+
+
+class _Square(Activation):
+    """σ(x) = x², written as a user of the interface would add it.
+
+    E[u²v²] = q11 q22 + 2 q12² and E[(2u)(2v)] = 4 q12 (Isserlis' theorem);
+    it computes in new arrays (workspace_size 0).
+    """
+
+    name = "square"
+
+    def function(self, x):
+        return np.square(x)
+
+    def derivative(self, x):
+        return 2.0 * np.asarray(x)
+
+    def _dual(self, rows, cols, cov, scale, workspace):
+        k = np.outer(rows.variance, cols.variance) + 2.0 * cov**2
+        return scale * k, scale * 4.0 * cov
+
+    def _dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
+        dk = (d_rows[:, :, None] * cols.variance[None, None, :]
+              + rows.variance[None, :, None] * d_cols[:, None, :] + 4.0 * cov * d_cov)
+        return dk, 4.0 * d_cov
+
+    def _dual_diag(self, q):
+        return 3.0 * q**2, 4.0 * q
+
+    def _dual_diag_tangents(self, q, dq):
+        return 3.0 * q**2, 4.0 * q, 6.0 * q * dq, 4.0 * dq
+
+
+def test_an_activation_added_through_the_interface_runs_the_recursion():
+    # The recursion written out here with numpy for σ = x² (see _Square),
+    # against kernel_matrices with the new activation and several tiles
+    # (tile_size 4 < n): ~16 roundings a layer in values of condition ~3.
+    # Gradients by central differences in log β and log σ_w: the kernels
+    # are polynomials in e^θ of degree at most 2 (2^depth - 1) = 14, so the
+    # truncation h² |f'''|/6 is at most 14³ h²/6 of the scale, plus
+    # rounding of ~64 eps of the scale divided by h.
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(9, 3)), rng.normal(size=(6, 3))
+    beta, weight_std, depth = 0.3, 0.8, 3
+
+    def reference(beta, weight_std):
+        w2, b2 = weight_std**2, beta**2
+        nngp = w2 * X @ Y.T / X.shape[1] + b2
+        qx = w2 * np.mean(X * X, axis=1) + b2
+        qy = w2 * np.mean(Y * Y, axis=1) + b2
+        ntk = nngp.copy()
+        for _ in range(depth - 1):
+            slope = w2 * 4.0 * nngp
+            nngp = w2 * (np.outer(qx, qy) + 2.0 * nngp**2) + b2
+            ntk = ntk * slope + nngp
+            qx, qy = w2 * 3.0 * qx**2 + b2, w2 * 3.0 * qy**2 + b2
+        return nngp, ntk
+
+    result = kernel_matrices(X, Y, depth=depth, activation=_Square(), beta=beta,
+                             weight_std=weight_std, kernel="both", eval_gradient=True,
+                             tile_size=4)
+    expected = reference(beta, weight_std)
+    np.testing.assert_allclose(result.nngp, expected[0], rtol=3 * 16 * depth * EPS)
+    np.testing.assert_allclose(result.ntk, expected[1], rtol=3 * 16 * depth * EPS)
+    step = 1e-5
+    for direction, (db, dw) in enumerate([(1, 0), (0, 1)]):
+        plus = reference(beta * np.exp(db * step), weight_std * np.exp(dw * step))
+        minus = reference(beta * np.exp(-db * step), weight_std * np.exp(-dw * step))
+        for values, up, down in zip(
+                (result.nngp_gradient, result.ntk_gradient), plus, minus):
+            scale = np.abs(values[..., direction]).max()
+            tolerance = (14**3 * step**2 / 6 + 64 * EPS / step) * scale
+            np.testing.assert_allclose(values[..., direction], (up - down) / (2 * step),
+                                       rtol=0, atol=tolerance)
+
+
+def test_only_piecewise_linear_activations_declare_it():
+    # finite.py applies activations declaring piecewise_linear in place from
+    # their slopes: they must be exactly a·min(x, 0) + b·max(x, 0).
+    x = np.linspace(-3.0, 3.0, 13)
+    for name in ACTIVATIONS:
+        activation = get_activation(name)
+        if activation.piecewise_linear:
+            expected = (activation.negative_slope * np.minimum(x, 0.0)
+                        + activation.positive_slope * np.maximum(x, 0.0))
+            np.testing.assert_array_equal(activation.function(x), expected)
+    declared = {n for n in ACTIVATIONS if get_activation(n).piecewise_linear}
+    assert declared == {"relu", "leaky_relu", "abs"}
