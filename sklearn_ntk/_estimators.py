@@ -487,6 +487,12 @@ class _BaseGradientFlow(BaseEstimator):
 
 
 _ESTIMATOR_PARAMETER_DOCS = {
+    "X_train_": """X_train_ : ndarray of shape (n_samples, n_features)
+    Training inputs (needed for prediction).""",
+    "features_in_": """n_features_in_ : int
+    Number of features seen during fit.
+feature_names_in_ : ndarray of shape (``n_features_in_``,)
+    Names of features seen during fit, when X has string column names.""",
     "activation": """activation : str or callable, default="relu"
     %(activations)s
     or a vectorised callable; see
@@ -543,11 +549,21 @@ _PARAMETER_ORDER = ("depth", "activation", "beta", "weight_std", "t", "learning_
 
 
 def _doc(cls):
-    """Fill an estimator's docstring: the shared Parameters section and entries."""
+    """Fill an estimator's docstring: the shared sections and entries."""
     entries = {**PARAMETER_DOCS, **_ESTIMATOR_PARAMETER_DOCS}
-    section = "\n".join(["Parameters", "----------"]
-                        + [entries[name] for name in _PARAMETER_ORDER])
-    return fill_docstring(cls, {**_ESTIMATOR_PARAMETER_DOCS, "parameters": section})
+    parameters = "\n".join(["Parameters", "----------"]
+                           + [entries[name] for name in _PARAMETER_ORDER])
+    kernel = {"ntk": "Θ", "nngp": "𝒦"}[cls._kind]
+    regressor_attributes = "\n".join([
+        "Attributes", "----------", entries["X_train_"],
+        "y_train_ : ndarray of shape (n_samples,) or (n_samples, n_targets)",
+        "    Training targets.",
+        "dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)",
+        f"    Coefficients of the mean prediction: ``{kernel}(X, X_train_) @ dual_coef_``.",
+        entries["features_in_"],
+    ])
+    return fill_docstring(cls, {**_ESTIMATOR_PARAMETER_DOCS, "parameters": parameters,
+                                "regressor_attributes": regressor_attributes})
 
 
 class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
@@ -691,18 +707,7 @@ class NTKRegressor(_BaseRegressor):
 
     %(parameters)s
 
-    Attributes
-    ----------
-    X_train_ : ndarray of shape (n_samples, n_features)
-        Training inputs (needed for prediction).
-    y_train_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Training targets.
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Coefficients of the mean prediction: ``Θ(X, X_train_) @ dual_coef_``.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Names of features seen during fit, when X has string column names.
+    %(regressor_attributes)s
 
     See Also
     --------
@@ -755,18 +760,7 @@ class NNGPRegressor(_BaseRegressor):
 
     %(parameters)s
 
-    Attributes
-    ----------
-    X_train_ : ndarray of shape (n_samples, n_features)
-        Training inputs (needed for prediction).
-    y_train_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Training targets.
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Coefficients of the mean prediction: ``𝒦(X, X_train_) @ dual_coef_``.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Names of features seen during fit, when X has string column names.
+    %(regressor_attributes)s
 
     See Also
     --------
@@ -808,14 +802,10 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels.
-    X_train_ : ndarray of shape (n_samples, n_features)
-        Training inputs.
+    %(X_train_)s
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_classes)
         Coefficients of :meth:`decision_function`.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Names of features seen during fit, when X has string column names.
+    %(features_in_)s
 
     Examples
     --------
