@@ -753,7 +753,7 @@ CLOSED_FORM_ACTIVATIONS = tuple(
     name for name in ACTIVATIONS if name not in NUMERICAL_ACTIVATIONS)
 NUMERICAL_ACTIVATION_NAMES = tuple(NUMERICAL_ACTIVATIONS)
 
-_NAME_LISTS = {
+ACTIVATION_NAME_LISTS = {
     "activations": ACTIVATIONS,
     "closed_form_activations": CLOSED_FORM_ACTIVATIONS,
     "numerical_activations": NUMERICAL_ACTIVATION_NAMES,
@@ -772,8 +772,8 @@ def document_activations(docstring):
     for line in docstring.split("\n"):
         indent = line[: len(line) - len(line.lstrip())]
         key = line.strip()[2:-2] if line.strip().startswith("%(") else None
-        if key in _NAME_LISTS:
-            names = ", ".join(f'"{name}"' for name in _NAME_LISTS[key])
+        if key in ACTIVATION_NAME_LISTS:
+            names = ", ".join(f'"{name}"' for name in ACTIVATION_NAME_LISTS[key])
             lines.append(textwrap.fill(names, width=79, initial_indent=indent,
                                        subsequent_indent=indent,
                                        break_on_hyphens=False))

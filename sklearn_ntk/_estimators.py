@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
-from ._activations import document_activations, get_activation
+from ._activations import get_activation
 from ._cross_entropy_flow import (
     CrossEntropyFlow,
     SegmentSequence,
@@ -37,7 +37,14 @@ from ._cross_entropy_flow import (
     states_at,
 )
 from ._gradient_flow import factorize
-from ._parameters import N_JOBS_CONSTRAINT, NETWORK_PARAMETER_CONSTRAINTS
+from ._parameters import (
+    N_JOBS_CONSTRAINT,
+    NETWORK_PARAMETER_CONSTRAINTS,
+    PARAMETER_DOCS,
+    fill_docstring,
+    positive_real,
+    public_init,
+)
 from ._range import checked_range, range_error
 from ._recursion import diagonal, kernel_matrices
 
@@ -178,7 +185,7 @@ class _BaseGradientFlow(BaseEstimator):
     _parameter_constraints: dict = {
         **NETWORK_PARAMETER_CONSTRAINTS,
         "t": [Interval(numbers.Real, 0, None, closed="both")],  # np.inf allowed
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "learning_rate": [positive_real()],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "solver": [StrOptions({"auto", "eigh", "krylov"})],
         "memory": [None, str, HasMethods(["cache"])],
@@ -512,74 +519,84 @@ class _BaseGradientFlow(BaseEstimator):
         return tags
 
 
-_PARAMETERS_DOC = """
-    Parameters
-    ----------
-    depth : int, default=3
-        Number of dense layers L >= 1 (L - 1 hidden activations); depth 1 is
-        the linear model.
-    activation : str or callable, default="relu"
-        %(activations)s
-        or a vectorised callable; see
-        :class:`~sklearn_ntk.NTK`.
-    beta : float, default=0.1
-        Standard deviation of the biases (β >= 0).
-    weight_std : float, default=1.0
-        Standard deviation multiplier of the weights (σ_w > 0).
-    t : float, default=np.inf
-        Training time of gradient flow. ``np.inf`` is the converged network
-        (kernel regression), 0 the untrained network (mean 0, prior
-        covariance). A finite t acts as a regulariser: directions of small
-        kernel eigenvalue are fitted last (early stopping).
-    learning_rate : float, default=1.0
-        Learning rate η of gradient flow: only the product η·t matters, the
-        time scale being c = η·t / n_samples.
-    alpha : float, default=1e-10
-        Added to the diagonal of the training kernel, as in
-        :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
-        (observation noise variance; ensures a positive definite matrix).
-    solver : {"auto", "eigh", "krylov"}, default="auto"
-        How the mean at a finite ``t`` is computed (``t=np.inf`` always uses
-        a Cholesky factorisation).
+_ESTIMATOR_PARAMETER_DOCS = {
+    "X_train_": """X_train_ : ndarray of shape (n_samples, n_features)
+    Training inputs (needed for prediction).""",
+    "features_in_": """n_features_in_ : int
+    Number of features seen during fit.
+feature_names_in_ : ndarray of shape (``n_features_in_``,)
+    Names of features seen during fit, when X has string column names.""",
+    "activation": """activation : str or callable, default="relu"
+    %(activations)s
+    or a vectorised callable; see
+    :class:`~sklearn_ntk.NTK`.""",
+    "t": """t : float, default=np.inf
+    Training time of gradient flow. ``np.inf`` is the converged network
+    (kernel regression), 0 the untrained network (mean 0, prior
+    covariance). A finite t acts as a regulariser: directions of small
+    kernel eigenvalue are fitted last (early stopping).""",
+    "learning_rate": """learning_rate : float, default=1.0
+    Learning rate η of gradient flow: only the product η·t matters, the
+    time scale being c = η·t / n_samples.""",
+    "alpha": """alpha : float, default=1e-10
+    Added to the diagonal of the training kernel, as in
+    :class:`~sklearn.gaussian_process.GaussianProcessRegressor`
+    (observation noise variance; ensures a positive definite matrix).""",
+    "solver": """solver : {"auto", "eigh", "krylov"}, default="auto"
+    How the mean at a finite ``t`` is computed (``t=np.inf`` always uses
+    a Cholesky factorisation).
 
-        - "eigh": one symmetric eigendecomposition of the training kernel
-          (about 20 times the cost of a Cholesky factorisation), shared by
-          every time, output, mean and covariance.
-        - "krylov": one Cholesky factorisation of the shifted kernel and a
-          shift-and-invert Lanczos process per output, stopped when its
-          estimated relative error is below 1e-10 for every time up to
-          ``t`` (extended on demand for later times); see the user guide.
-        - "auto": "krylov" from 500 training samples on, falling back to
-          "eigh" when the Lanczos processes would need more than
-          n_samples / 4 steps; "eigh" below 500 samples.
+    - "eigh": one symmetric eigendecomposition of the training kernel
+      (about 20 times the cost of a Cholesky factorisation), shared by
+      every time, output, mean and covariance.
+    - "krylov": one Cholesky factorisation of the shifted kernel and a
+      shift-and-invert Lanczos process per output, stopped when its
+      estimated relative error is below 1e-10 for every time up to
+      ``t`` (extended on demand for later times); see the user guide.
+    - "auto": "krylov" from 500 training samples on, falling back to
+      "eigh" when the Lanczos processes would need more than
+      n_samples / 4 steps; "eigh" below 500 samples.
 
-        ``return_std`` and ``return_cov`` at finite t always use the
-        eigendecomposition: with "krylov" or "auto" each such call computes
-        one (cached with ``memory``).
-    memory : None, str or joblib.Memory, default=None
-        Caches the training kernels and their eigendecomposition or Krylov
-        bases, keyed on the training data and the kernel parameters (not on
-        ``t`` or ``learning_rate``; the Krylov bases also on the targets,
-        built for every t up to 1e6 · n_samples / (learning_rate · k) with k
-        the median diagonal entry of the kernel), and the kernels between
-        test and training points of mean predictions (8 · n_test ·
-        n_samples bytes on disk per test set), as ``memory`` of
-        :class:`~sklearn.pipeline.Pipeline`: a search over ``t`` then
-        computes one kernel and one factorisation per fold. The Cholesky
-        factor used at ``t=np.inf`` is recomputed from the cached kernel (it
-        costs about as much as reading it back). A string is the path of the
-        cache directory.
-    n_jobs : int, default=None
-        Number of joblib workers (threads) computing kernel tiles: ``None``
-        means 1 and -1 all processors, as in joblib; 0 is an error.
-"""
+    ``return_std`` and ``return_cov`` at finite t always use the
+    eigendecomposition: with "krylov" or "auto" each such call computes
+    one (cached with ``memory``).""",
+    "memory": """memory : None, str or joblib.Memory, default=None
+    Caches the training kernels and their eigendecomposition or Krylov
+    bases, keyed on the training data and the kernel parameters (not on
+    ``t`` or ``learning_rate``; the Krylov bases also on the targets,
+    built for every t up to 1e6 · n_samples / (learning_rate · k) with k
+    the median diagonal entry of the kernel), and the kernels between
+    test and training points of mean predictions (8 · n_test ·
+    n_samples bytes on disk per test set), as ``memory`` of
+    :class:`~sklearn.pipeline.Pipeline`: a search over ``t`` then
+    computes one kernel and one factorisation per fold. The Cholesky
+    factor used at ``t=np.inf`` is recomputed from the cached kernel (it
+    costs about as much as reading it back). A string is the path of the
+    cache directory.""",
+}
+
+#: The Parameters section every gradient-flow estimator's docstring starts
+#: with (its ``%(parameters)s`` line); a class adds its own entries after it.
+_PARAMETER_ORDER = ("depth", "activation", "beta", "weight_std", "t", "learning_rate",
+                    "alpha", "solver", "memory", "n_jobs")
 
 
 def _doc(cls):
-    """Insert the shared Parameters section into an estimator's docstring."""
-    cls.__doc__ = document_activations(
-        cls.__doc__.replace("    %(parameters)s", _PARAMETERS_DOC.strip("\n")))
-    return cls
+    """Fill an estimator's docstring: the shared sections and entries."""
+    entries = {**PARAMETER_DOCS, **_ESTIMATOR_PARAMETER_DOCS}
+    parameters = "\n".join(["Parameters", "----------"]
+                           + [entries[name] for name in _PARAMETER_ORDER])
+    kernel = {"ntk": "Θ", "nngp": "𝒦"}[cls._kind]
+    regressor_attributes = "\n".join([
+        "Attributes", "----------", entries["X_train_"],
+        "y_train_ : ndarray of shape (n_samples,) or (n_samples, n_targets)",
+        "    Training targets.",
+        "dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)",
+        f"    Coefficients of the mean prediction: ``{kernel}(X, X_train_) @ dual_coef_``.",
+        entries["features_in_"],
+    ])
+    return fill_docstring(cls, {**_ESTIMATOR_PARAMETER_DOCS, "parameters": parameters,
+                                "regressor_attributes": regressor_attributes})
 
 
 class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
@@ -709,6 +726,7 @@ class _BaseRegressor(RegressorMixin, _BaseGradientFlow):
         return tags
 
 
+@public_init
 @_doc
 class NTKRegressor(_BaseRegressor):
     """Infinitely wide network with all layers trained by gradient flow.
@@ -722,18 +740,7 @@ class NTKRegressor(_BaseRegressor):
 
     %(parameters)s
 
-    Attributes
-    ----------
-    X_train_ : ndarray of shape (n_samples, n_features)
-        Training inputs (needed for prediction).
-    y_train_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Training targets.
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Coefficients of the mean prediction: ``Θ(X, X_train_) @ dual_coef_``.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Names of features seen during fit, when X has string column names.
+    %(regressor_attributes)s
 
     See Also
     --------
@@ -770,26 +777,9 @@ class NTKRegressor(_BaseRegressor):
 
     _kind = "ntk"
 
-    def __init__(
-        self,
-        depth=3,
-        activation="relu",
-        beta=0.1,
-        weight_std=1.0,
-        t=np.inf,
-        learning_rate=1.0,
-        alpha=1e-10,
-        solver="auto",
-        memory=None,
-        n_jobs=None,
-    ):
-        super().__init__(
-            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            t=t, learning_rate=learning_rate, alpha=alpha, solver=solver,
-            memory=memory, n_jobs=n_jobs,
-        )
 
 
+@public_init
 @_doc
 class NNGPRegressor(_BaseRegressor):
     """Infinitely wide network with only the readout layer trained.
@@ -803,18 +793,7 @@ class NNGPRegressor(_BaseRegressor):
 
     %(parameters)s
 
-    Attributes
-    ----------
-    X_train_ : ndarray of shape (n_samples, n_features)
-        Training inputs (needed for prediction).
-    y_train_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Training targets.
-    dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_targets)
-        Coefficients of the mean prediction: ``𝒦(X, X_train_) @ dual_coef_``.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Names of features seen during fit, when X has string column names.
+    %(regressor_attributes)s
 
     See Also
     --------
@@ -837,24 +816,6 @@ class NNGPRegressor(_BaseRegressor):
 
     _kind = "nngp"
 
-    def __init__(
-        self,
-        depth=3,
-        activation="relu",
-        beta=0.1,
-        weight_std=1.0,
-        t=np.inf,
-        learning_rate=1.0,
-        alpha=1e-10,
-        solver="auto",
-        memory=None,
-        n_jobs=None,
-    ):
-        super().__init__(
-            depth=depth, activation=activation, beta=beta, weight_std=weight_std,
-            t=t, learning_rate=learning_rate, alpha=alpha, solver=solver,
-            memory=memory, n_jobs=n_jobs,
-        )
 
 
 def _uses_log_loss(estimator):
@@ -887,23 +848,19 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         form) or the cross-entropy (an ODE integrated in the eigenbasis of
         the training kernel, each step's error below 1e-7 of the output
         scale; see the user guide), with which ``t`` must be finite and
-        ``solver`` does not apply (the flow needs the eigendecomposition). With
-        ``memory``, the integrated flow is cached too (keyed on the targets,
-        in segments of doubling length), so a search over ``t`` integrates
-        each fold's flow once.
+        ``solver`` does not apply (the flow needs the eigendecomposition).
+        With ``memory``, the integrated flow is cached too (keyed on the
+        targets, in segments of doubling length), so a search over ``t``
+        integrates each fold's flow once.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
         Class labels.
-    X_train_ : ndarray of shape (n_samples, n_features)
-        Training inputs.
+    %(X_train_)s
     dual_coef_ : ndarray of shape (n_samples,) or (n_samples, n_classes)
         Coefficients of :meth:`decision_function`.
-    n_features_in_ : int
-        Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (``n_features_in_``,)
-        Names of features seen during fit, when X has string column names.
+    %(features_in_)s
 
     Examples
     --------

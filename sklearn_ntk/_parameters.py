@@ -28,7 +28,7 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-from ._activations import ACTIVATIONS, document_activations
+from ._activations import ACTIVATION_NAME_LISTS, ACTIVATIONS, document_activations
 
 
 class _Integer(Interval):
@@ -113,7 +113,10 @@ def fill_docstring(obj, entries=None):
 
     The entry (from :data:`PARAMETER_DOCS`, or ``entries``, which take
     precedence) is indented as the line it replaces, so one text serves
-    every docstring that documents the parameter.
+    every docstring that documents the parameter.  The lists of activation
+    names (``%(activations)s`` and the like, in the docstring or in an
+    entry) come from the registry, through
+    :func:`~sklearn_ntk._activations.document_activations`.
 
     Parameters
     ----------
@@ -129,15 +132,17 @@ def fill_docstring(obj, entries=None):
     """
     entries = {**PARAMETER_DOCS, **(entries or {})}
     lines = []
-    for line in document_activations(obj.__doc__).splitlines():
+    for line in obj.__doc__.splitlines():
         name = line.strip()
-        if not (name.startswith("%(") and name.endswith(")s")):
+        if (not (name.startswith("%(") and name.endswith(")s"))
+                or name[2:-2] in ACTIVATION_NAME_LISTS):
             lines.append(line)
             continue
         indent = line[: len(line) - len(line.lstrip())]
         lines.extend(indent + text if text else text
                      for text in entries[name[2:-2]].splitlines())
-    obj.__doc__ = "\n".join(lines)
+    # The activation names last, so that an entry may hold their placeholder.
+    obj.__doc__ = document_activations("\n".join(lines))
     return obj
 
 
