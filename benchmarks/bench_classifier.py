@@ -85,7 +85,8 @@ def run(repeats):
     classifier = fitted["log_loss"]
     accuracy = float(np.mean(classifier.classes_[proba.argmax(axis=1)] == y_test))
     medians = {key: timing.median for key, timing in timings.items()}
-    log_loss_total = medians["log loss, t=1e3: fit"] + medians["log loss, t=1e3: predict"]
+    log_loss_total = (medians["log loss, t=1e3: fit"]
+                      + medians["log loss, t=1e3: predict"])
     return {
         "n_train": N_TRAIN, "n_test": len(X_test), "t": T, "repeats": repeats,
         "seconds": {key: timing.wall for key, timing in timings.items()},
@@ -103,17 +104,20 @@ def run(repeats):
 def render(record):
     result = record["result"]
     medians = result["medians"]
-    rows = [[key, f"{medians[key]:.3f}", len(result["seconds"][key])] for key in medians]
+    rows = [[key, f"{medians[key]:.3f}", len(result["seconds"][key])]
+            for key in medians]
     ratio, accuracy = result["ratio"], result["accuracy"]["log loss, t=1e3"]
     lines = ["# Cross-entropy classifier: cost against the squared loss", ""]
     lines += _harness.environment_markdown(record["meta"])
     lines += [
-        f"{result['n_train']} standardised digits (10 classes), {result['n_test']} test "
+        f"{result['n_train']} standardised digits (10 classes), "
+        f"{result['n_test']} test "
         f"samples, one BLAS thread, depth 3, relu; median wall seconds of "
         "interleaved runs.", "",
         _harness.markdown_table(["Step", "Median (s)", "Runs"], rows), "",
         f"- log loss fit + predict / squared loss fit at t = inf: **{ratio:.1f}×** "
-        f"(target ≤ {TARGET_RATIO:.0f}×: {'met' if ratio <= TARGET_RATIO else 'NOT met'})",
+        f"(target ≤ {TARGET_RATIO:.0f}×: "
+        f"{'met' if ratio <= TARGET_RATIO else 'NOT met'})",
         "- test accuracy: " + ", ".join(
             f"{key} {value:.3f}" for key, value in result["accuracy"].items())
         + f" (target for the log loss > {TARGET_ACCURACY}: "

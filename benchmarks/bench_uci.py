@@ -380,7 +380,8 @@ RUNNERS = {
 def available(method):
     if method.startswith("ntk-") and not hasattr(sklearn_ntk, "NTKClassifier"):
         return False
-    if method == "ntk-logloss" and "loss" not in sklearn_ntk.NTKClassifier().get_params():
+    if method == "ntk-logloss" and \
+            "loss" not in sklearn_ntk.NTKClassifier().get_params():
         return False
     return True
 
@@ -531,11 +532,13 @@ def _probability_table(record):
     rows = []
     for j, m in enumerate(methods):
         others = np.delete(np.arange(len(methods)), j)
-        best_log = np.sum(scored & (log_loss[:, j:j + 1] < log_loss[:, others]).all(axis=1))
+        best_log = np.sum(
+            scored & (log_loss[:, j:j + 1] < log_loss[:, others]).all(axis=1))
         best_brier = np.sum(scored & (brier[:, j:j + 1] < brier[:, others]).all(axis=1))
         rows.append([LABELS[m], int(scored.sum()),
                      f"{np.mean(log_loss[scored, j]):.4f}",
-                     f"{np.mean(brier[scored, j]):.4f}", int(best_log), int(best_brier)])
+                     f"{np.mean(brier[scored, j]):.4f}", int(best_log),
+                     int(best_brier)])
     return header, rows
 
 

@@ -109,7 +109,10 @@ def link_probabilities(outputs):
 
 
 def class_probabilities(outputs):
-    """Probabilities of every class, shape (n, n_classes): two columns for one output."""
+    """Probabilities of every class, shape (n, n_classes).
+
+    One output (two classes) gives two columns.
+    """
     probabilities = link_probabilities(outputs)
     if outputs.shape[1] == 1:
         # expit(-f) rather than 1 - expit(f): exact for large positive f.
@@ -226,7 +229,8 @@ class CrossEntropyFlow:
         """
         if self._squared_eigenvectors is None:
             self._squared_eigenvectors = self.eigenvectors**2
-        curvature = self._squared_eigenvectors.T @ (probabilities * (1.0 - probabilities))
+        derivative = probabilities * (1.0 - probabilities)
+        curvature = self._squared_eigenvectors.T @ derivative
         return curvature * self.eigenvalues[:, None]
 
     def _error_norm(self, error):

@@ -185,7 +185,8 @@ def test_bad_input(data):
         NTKClassifier(loss="hinge").fit(X, labels)
     with pytest.raises(ValueError, match="'t' parameter"):
         NTKClassifier(t=-1.0, loss="log_loss").fit(X, labels)
-    with pytest.raises(ValueError, match="t=np.inf is not available with loss='log_loss'"):
+    with pytest.raises(ValueError,
+                       match="t=np.inf is not available with loss='log_loss'"):
         NTKClassifier(loss="log_loss").fit(X, labels)
     clf = NTKClassifier(t=10.0, loss="log_loss").fit(X, labels)
     with pytest.raises(ValueError, match="np.inf in times"):
