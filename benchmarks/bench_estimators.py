@@ -48,6 +48,19 @@ def data(n, seed=0):
     return X, y
 
 
+def ntk_gram(X):
+    """The depth-3 NTK Gram matrix of ``X`` plus 1e-10 I: what the drivers
+    and the crossover sections factor."""
+    return NTK(depth=3)(X) + 1e-10 * np.eye(len(X))
+
+
+def _print_heading(title, header):
+    """Print a section's heading and its table's header row, before the rows
+    are measured (each is printed as it comes)."""
+    print(f"\n### {title}\n", flush=True)
+    print(_harness.markdown_table(header, []), flush=True)
+
+
 def _eigh(driver):
     def run(A):
         return scipy.linalg.eigh(A, driver=driver, overwrite_a=True, check_finite=False)
@@ -75,12 +88,11 @@ def bench_drivers(sizes, repeats, threads):
     title = (f"{threads} BLAS thread(s), seconds, median of {repeats} interleaved "
              "runs [residual, orthogonality]")
     header = ["n"] + list(DRIVERS)
-    print(f"\n### LAPACK drivers: {title}\n", flush=True)
-    print(_harness.markdown_table(header, []), flush=True)
+    _print_heading(f"LAPACK drivers: {title}", header)
     rows, data_rows = [], []
     for n in sizes:
         X, _ = data(n)
-        K = NTK(depth=3)(X) + 1e-10 * np.eye(n)
+        K = ntk_gram(X)
         names = [name for name in DRIVERS if not (name == "scipy ev" and n > 2000)]
         with threadpool_limits(limits=threads, user_api="blas"):
             timings, results = _harness.interleaved(
@@ -114,8 +126,7 @@ def bench_fit_predict(sizes, repeats, n_test):
              f"median of {repeats} interleaved runs")
     header = ["n_train", "t = inf: fit", "predict", "predict(return_std)",
               "t = 10: fit", "predict", "predict(return_std)"]
-    print(f"\n### {title}\n", flush=True)
-    print(_harness.markdown_table(header, []), flush=True)
+    _print_heading(title, header)
     rows, data_rows = [], []
     for n in sizes:
         X, y = data(n + n_test)
@@ -209,8 +220,7 @@ def bench_krylov(sizes, repeats, n_test, eigh_max, budget):
              "in total: the runs column)")
     header = ["n_train", "t = ∞", "t = 10 krylov", "ratio to t = ∞", "t = 10 eigh",
               "eigh / krylov", "relative difference", "runs"]
-    print(f"\n### {title}\n", flush=True)
-    print(_harness.markdown_table(header, []), flush=True)
+    _print_heading(title, header)
     rows, data_rows = [], []
     measured_eigh = None
     for n in sizes:
@@ -268,12 +278,11 @@ def bench_crossover(sizes, repeats):
              "interleaved runs")
     header = ["n_train", "fit krylov", "fit eigh", "eigh / krylov", "eigh", "one step",
               "eigh in steps"]
-    print(f"\n### {title}\n", flush=True)
-    print(_harness.markdown_table(header, []), flush=True)
+    _print_heading(title, header)
     rows, data_rows = [], []
     for n in sizes:
         X, y = data(n)
-        K = NTK(depth=3)(X) + 1e-10 * np.eye(n)
+        K = ntk_gram(X)
         factor = scipy.linalg.cho_factor(K + np.median(np.diag(K)) * np.eye(n))
         vector = np.ones(n)
         timings, _ = _harness.interleaved({
@@ -370,8 +379,7 @@ def bench_scale(n, n_test, times, n_jobs, blas_threads):
              "process per t, one run each")
     header = ["t", "fit (s)", "predict (s)", "total (s)", "CPU (s, all threads)",
               "peak RSS (GB)", "peak / 8 N²"]
-    print(f"\n### {title}\n", flush=True)
-    print(_harness.markdown_table(header, []), flush=True)
+    _print_heading(title, header)
     rows, data_rows = [], []
     for t in times:
         load_before = _load()

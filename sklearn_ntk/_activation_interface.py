@@ -62,7 +62,9 @@ class Activation(abc.ABC):
     ============================  ==========================================
 
     Per-point quantities that every tile would otherwise recompute go in
-    :meth:`prepare`, which returns one named tuple per point set.
+    :meth:`prepare`, which returns one named tuple per point set: by
+    default :meth:`_point_features` of each set's variances, which an
+    activation overrides when its features depend on one set alone.
 
     **In-place evaluation** is the one way :meth:`_dual` is called: with a
     ``cov`` it may overwrite and :attr:`workspace_size` scratch arrays shaped
@@ -118,7 +120,11 @@ class Activation(abc.ABC):
             One per point set, whose fields are arrays indexed by point
             first (or None); :func:`take_points` slices them.
         """
-        return [VarianceFeatures(np.asarray(q, dtype=float)) for q in variances]
+        return [self._point_features(np.asarray(q, dtype=float)) for q in variances]
+
+    def _point_features(self, q):
+        """The features of one point set, from its variances ``q`` (float array)."""
+        return VarianceFeatures(q)
 
     # -- what the recursion calls ---------------------------------------------
     def dual(self, rows, cols, cov, scale=1.0, workspace=None):

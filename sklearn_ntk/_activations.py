@@ -64,12 +64,10 @@ class PiecewiseLinearActivation(Activation):
     def derivative(self, x):
         return np.where(x > 0, self.positive_slope, self.negative_slope) * np.ones_like(x)
 
-    def prepare(self, variances, eval_gradient=False):
+    def _point_features(self, q):
         # (q, sqrt q, snapped 1/sqrt q) per point, once per layer: per-point
         # work in a tile holds the GIL between its array passes.
-        variances = [np.asarray(q, dtype=float) for q in variances]
-        return [PiecewiseLinearFeatures(q, np.sqrt(q), snapped_inverse_sqrt(q))
-                for q in variances]
+        return PiecewiseLinearFeatures(q, np.sqrt(q), snapped_inverse_sqrt(q))
 
     def _dual(self, rows, cols, cov, scale, workspace):
         rho_buffer, theta_buffer, sine_buffer = workspace
@@ -189,18 +187,14 @@ class ErfActivation(Activation):
     #: less than the rescaled forms, which every other tile takes.
     _MODERATE_VARIANCE = 4.0
 
-    def prepare(self, variances, eval_gradient=False):
+    def _point_features(self, q):
         # Per point, once per layer rather than once per tile.
         # q + 1/2 = (1 + 2q)/2 rather than 1 + 2q: the same ratios (scaling
         # by 2 is exact) without overflow.
-        features = []
-        for q in variances:
-            q = np.asarray(q, dtype=float)
-            half = q + 0.5
-            u = 0.5 / half
-            features.append(ErfFeatures(q, u, q / half, 2.0 * q, snapped_inverse_sqrt(q),
-                                        np.sqrt(u), 2.0 * half))
-        return features
+        half = q + 0.5
+        u = 0.5 / half
+        return ErfFeatures(q, u, q / half, 2.0 * q, snapped_inverse_sqrt(q), np.sqrt(u),
+                           2.0 * half)
 
     @staticmethod
     def _moderate_dual(rows, cols, cov, workspace, scale):
@@ -379,10 +373,9 @@ class TrigonometricActivation(Activation):
     #: eps · m >~ 1, identical points would otherwise get e^(-O(eps m)).
     _SNAP = 1.0 - 8.0 * np.finfo(float).eps
 
-    def prepare(self, variances, eval_gradient=False):
+    def _point_features(self, q):
         # Once per layer rather than once per tile.
-        variances = [np.asarray(q, dtype=float) for q in variances]
-        return [TrigonometricFeatures(q, (0.5 * self._SNAP) * q) for q in variances]
+        return TrigonometricFeatures(q, (0.5 * self._SNAP) * q)
 
     def _pair(self, up, down, scale=1.0, out=(None, None)):
         """(k, kdot) from up = exp(q12 - m) and down = exp(-q12 - m).
@@ -548,17 +541,12 @@ class GeluActivation(Activation):
     #: (130 kB each) they stay in cache.
     tile_size = 128
 
-    def prepare(self, variances, eval_gradient=False):
+    def _point_features(self, q):
         # Per point, once per layer.  Nothing here overflows for any
         # representable q.
-        features = []
-        for q in variances:
-            q = np.asarray(q, dtype=float)
-            w = 1.0 + q
-            b = np.sqrt(w)
-            features.append(GeluFeatures(q, 1.0 / w, q / w, b, snapped_inverse_sqrt(q),
-                                         q / b))
-        return features
+        w = 1.0 + q
+        b = np.sqrt(w)
+        return GeluFeatures(q, 1.0 / w, q / w, b, snapped_inverse_sqrt(q), q / b)
 
     def _dual(self, rows, cols, cov, scale, workspace):
         s_buffer, bracket_buffer, t_buffer, ratio_buffer = workspace

@@ -469,73 +469,71 @@ class QuadratureActivation(Activation):
             return None
         return layer.longer(n_terms)
 
-    def _dual(self, rows, cols, cov, scale, workspace):
-        rho_buffer, kdot_buffer, term_buffer, rho2_buffer = workspace
+    def _tile_series(self, rows, cols, rho, rho2, layer, coefficients, thresholds,
+                     outputs, scratch):
+        """The series of every pair of ``layer.plans`` on a tile, hot pairs patched.
+
+        Sums each pair's Mehler series; where the tile has many pairs beyond the
+        series' reach, sums it once more with the longer series of
+        :meth:`_longer`; the pairs still beyond reach then get nested
+        quadrature.  ``coefficients`` and ``thresholds`` are the (rows, cols)
+        arrays of ``layer``; ``outputs`` maps pairs to arrays to sum into (the
+        others are new) and ``scratch`` is a tile-sized array.  Returns
+        {pair: (n_rows, n_cols) array}.
+        """
         id_rows, id_cols = rows.index, cols.index
-        threshold_rows, threshold_cols = rows.threshold, cols.threshold
-        layer = rows.layer[0]
-        rho = correlation(cov, rows.inverse_root, cols.inverse_root, out=rho_buffer)
-        rho2 = np.multiply(rho, rho, out=rho2_buffer)
-        # Coefficients degree by degree, contiguous per degree for BLAS.
-        left, right = _by_degree(rows.coefficients), _by_degree(cols.coefficients)
+        left, right = (_by_degree(part) for part in coefficients)
+        threshold_rows, threshold_cols = thresholds
         plans = layer.plans
-        # cov is no longer needed once rho is formed: k goes there.
-        k_out, kdot_out = cov, kdot_buffer
         for attempt in range(2):
-            kdot = mehler(rho, rho2, left[1], right[1], plans[_SLOPE, _SLOPE],
-                          kdot_out, term_buffer)
-            k = mehler(rho, rho2, left[0], right[0], plans[_VALUE, _VALUE], k_out,
-                       term_buffer)
-            k_out, kdot_out = k, kdot
-            hot = self._hot(rho, threshold_rows, threshold_cols, term_buffer)
+            series = {
+                pair: mehler(rho, rho2, left[layer.index(pair[0])],
+                             right[layer.index(pair[1])], plan, outputs.get(pair),
+                             scratch)
+                for pair, plan in plans.items()
+            }
+            # A second summation overwrites the first's arrays.
+            outputs = series
+            hot = self._hot(rho, threshold_rows, threshold_cols, scratch)
             longer = (None if hot is None or attempt
-                      else self._longer(layer, rho, hot, 1))
+                      else self._longer(layer, rho, hot, len(plans) / 2))
             if longer is None:
                 break
-            by_degree, thresholds, plans = longer
+            by_degree, longer_thresholds, plans = longer
             left, right = by_degree[:, :, id_rows], by_degree[:, :, id_cols]
-            threshold_rows, threshold_cols = thresholds[id_rows], thresholds[id_cols]
+            threshold_rows = longer_thresholds[id_rows]
+            threshold_cols = longer_thresholds[id_cols]
         if hot is not None:
             i, j = hot
-            k[i, j], kdot[i, j] = self._pairs(rows.variance[i], cols.variance[j],
-                                              rho[i, j], _VALUE_PAIRS)
+            pairs = list(plans)
+            values = self._pairs(rows.variance[i], cols.variance[j], rho[i, j], pairs)
+            for pair, value in zip(pairs, values):
+                series[pair][i, j] = value
+        return series
+
+    def _dual(self, rows, cols, cov, scale, workspace):
+        rho_buffer, kdot_buffer, term_buffer, rho2_buffer = workspace
+        rho = correlation(cov, rows.inverse_root, cols.inverse_root, out=rho_buffer)
+        rho2 = np.multiply(rho, rho, out=rho2_buffer)
+        # cov is no longer needed once rho is formed: k goes there.
+        series = self._tile_series(
+            rows, cols, rho, rho2, rows.layer[0],
+            (rows.coefficients, cols.coefficients), (rows.threshold, cols.threshold),
+            {(_VALUE, _VALUE): cov, (_SLOPE, _SLOPE): kdot_buffer}, term_buffer)
+        k, kdot = series[_VALUE, _VALUE], series[_SLOPE, _SLOPE]
         if scale != 1.0:
             k *= scale
             kdot *= scale
         return k, kdot
 
     def _dual_tangents(self, rows, cols, cov, d_rows, d_cols, d_cov):
-        q_rows, q_cols = rows.variance, cols.variance
-        id_rows, id_cols = rows.index, cols.index
-        threshold_rows, threshold_cols = rows.gradient_threshold, cols.gradient_threshold
-        layer = rows.gradient_layer[0]
         rho = correlation(cov, rows.inverse_root, cols.inverse_root)
-        rho2 = rho * rho
-        left = _by_degree(rows.gradient_coefficients)
-        right = _by_degree(cols.gradient_coefficients)
-        plans = layer.plans
-        for attempt in range(2):
-            series = {
-                pair: mehler(rho, rho2, left[layer.index(pair[0])],
-                             right[layer.index(pair[1])], plan)
-                for pair, plan in plans.items()
-            }
-            hot = self._hot(rho, threshold_rows, threshold_cols, np.empty_like(rho))
-            longer = (None if hot is None or attempt
-                      else self._longer(layer, rho, hot, len(plans) / 2))
-            if longer is None:
-                break
-            by_degree, thresholds, plans = longer
-            left, right = by_degree[:, :, id_rows], by_degree[:, :, id_cols]
-            threshold_rows, threshold_cols = thresholds[id_rows], thresholds[id_cols]
-        if hot is not None:
-            i, j = hot
-            pairs = list(plans)
-            values = self._pairs(q_rows[i], q_cols[j], rho[i, j], pairs)
-            for pair, value in zip(pairs, values):
-                series[pair][i, j] = value
-        return self._stein_tangents(series, q_rows, q_cols, cov, rho, d_rows, d_cols,
-                                    d_cov)
+        series = self._tile_series(
+            rows, cols, rho, rho * rho, rows.gradient_layer[0],
+            (rows.gradient_coefficients, cols.gradient_coefficients),
+            (rows.gradient_threshold, cols.gradient_threshold), {}, np.empty_like(rho))
+        return self._stein_tangents(series, rows.variance, cols.variance, cov, rho,
+                                    d_rows, d_cols, d_cov)
 
     def _stein_tangents(self, s, q_rows, q_cols, cov, rho, d_rows, d_cols, d_cov):
         """Tangents from Stein's lemma: with rates dq/q and √(q11 q22) dρ =
