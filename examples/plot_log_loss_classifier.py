@@ -93,7 +93,7 @@ for ax, proba, position in zip(axes, plane_proba, shown):
     ax.set_title(f"P(class 1), t = {times[position]:.2g}")
     ax.set_xlabel("x₁")
 axes[0].set_ylabel("x₂")
-fig.colorbar(contour, ax=axes, fraction=0.02)
+fig.colorbar(contour, ax=axes, fraction=0.02).set_label("P(class 1)")
 
 # %%
 # Early stopping as the regulariser, and the squared loss
