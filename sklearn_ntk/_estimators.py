@@ -422,20 +422,22 @@ class _BaseGradientFlow(BaseEstimator):
             dual_coef = self._dual_coef[None]
         else:
             dual_coef = self._coefficients_at(factorization, time_scales)
+        if not spread:
+            return self._mean_outputs(X, dual_coef), None
         n_times, n_train, n_outputs = dual_coef.shape
         # Times side by side: one product with each chunk's cross kernel.
         dual_coef = dual_coef.transpose(1, 0, 2).reshape(n_train, n_times * n_outputs)
 
         n_test = X.shape[0]
         means = np.empty((n_test, n_times * n_outputs))
-        all_layers = spread and self._kind == "ntk"
+        all_layers = self._kind == "ntk"
         if return_cov:
             # The covariance is n_test × n_test anyway: one chunk.
             batches = [slice(0, n_test)]
         else:
             # Per test row: the cross kernels and up to four temporaries of
             # the variance, each n_train long.
-            row_floats = n_train * (6 if return_std else 2) + n_times * n_outputs
+            row_floats = n_train * 6 + n_times * n_outputs
             chunk = get_chunk_n_rows(row_bytes=8 * row_floats, max_n_rows=n_test)
             batches = gen_batches(n_test, chunk)
         if all_layers:
@@ -444,23 +446,13 @@ class _BaseGradientFlow(BaseEstimator):
             prepared = factorization.prepare_all_layers(train_nngp, n_times)
         variances = np.empty((n_times, n_test)) if return_std else None
         covariances = None
-        memory = None if spread else self._usable_memory(warn=False)
         for rows in batches:
-            if memory is not None:
-                # A search over t scores every t on the same fold: the
-                # cross kernel comes from the cache after the first.
-                cross = _cached(memory, _cross_kernel)(
-                    X[rows], *self._kernel_args(), n_jobs=self.n_jobs)
-                means[rows] = cross @ dual_coef
-                continue
             kernels = kernel_matrices(
                 X[rows], self.X_train_, kernel="both" if all_layers else self._kind,
                 n_jobs=self.n_jobs, **self._network(),
             )
             cross = kernels.ntk if self._kind == "ntk" else kernels.nngp
             means[rows] = cross @ dual_coef
-            if not spread:
-                continue
             if all_layers:
                 change = factorization.all_layers_spread(
                     cross, kernels.nngp, prepared, time_scales, return_cov
@@ -479,9 +471,35 @@ class _BaseGradientFlow(BaseEstimator):
         if return_std:
             # Rounding leaves tiny negative variances at training points.
             return means, np.sqrt(np.maximum(variances, 0.0))
-        if return_cov:
-            return means, 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
-        return means, None
+        return means, 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+
+    def _mean_outputs(self, X, dual_coef):
+        """Network outputs K(X, X_train) a on validated X for every time: (T, m, k).
+
+        ``dual_coef`` (T, N, k) holds the dual coefficients of each time.
+        Test points are processed in chunks of ``working_memory``, every time
+        sharing the chunk's cross kernel; with ``memory`` the cross kernel is
+        cached, so that a search over t computes it once per fold.
+        """
+        n_times, n_train, n_outputs = dual_coef.shape
+        # Times side by side: one product with each chunk's cross kernel.
+        dual_coef = dual_coef.transpose(1, 0, 2).reshape(n_train, n_times * n_outputs)
+        n_test = X.shape[0]
+        outputs = np.empty((n_test, n_times * n_outputs))
+        # Per test row: the cross kernel and its workspace, each n_train long.
+        chunk = get_chunk_n_rows(row_bytes=8 * (2 * n_train + n_times * n_outputs),
+                                 max_n_rows=n_test)
+        memory = self._usable_memory(warn=False)
+        for rows in gen_batches(n_test, chunk):
+            if memory is not None:
+                cross = _cached(memory, _cross_kernel)(
+                    X[rows], *self._kernel_args(), n_jobs=self.n_jobs)
+            else:
+                kernels = kernel_matrices(X[rows], self.X_train_, kernel=self._kind,
+                                          n_jobs=self.n_jobs, **self._network())
+                cross = kernels.ntk if self._kind == "ntk" else kernels.nngp
+            outputs[rows] = cross @ dual_coef
+        return outputs.reshape(n_test, n_times, n_outputs).transpose(1, 0, 2)
 
     def _shape(self, mean, spread=None):
         """Give results the output axis exactly when the targets had one.
@@ -963,20 +981,10 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         self._targets = targets
         self._fitted_t = float(self.t)
         with self._checked_range("The dual coefficients", X):
-            self._factorization = self._eigen_factorization()
+            self._factorization, _ = self._factorize(finite_time=True, solver="eigh")
             self._flow_segments = None
             self._dual_coef = self._log_loss_coefficients([self._fitted_t])[0]
         self._check_finite("The dual coefficients", X, self._dual_coef)
-
-    def _eigen_factorization(self):
-        """The eigendecomposition of Θ + αI (through ``memory``): the flow's basis."""
-        memory = self._usable_memory()
-        if memory is None:
-            K, _ = _training_kernels(*self._kernel_args(), n_jobs=self.n_jobs)
-            return factorize(K, float(self.alpha), finite_time=True)
-        return _cached(memory, _cached_eigen_factorization)(
-            *self._kernel_args(), float(self.alpha), n_jobs=self.n_jobs, memory=memory
-        )
 
     def _log_loss_coefficients(self, times):
         """Dual coefficients a_t at every time, shape (T, N, C), from one trajectory.
@@ -1019,17 +1027,9 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
                 dual_coef = self._dual_coef[None]
             else:
                 dual_coef = self._log_loss_coefficients(times)
-            n_times, n_train, n_outputs = dual_coef.shape
-            dual_coef = dual_coef.transpose(1, 0, 2).reshape(n_train, -1)
-            outputs = np.empty((X.shape[0], n_times * n_outputs))
-            chunk = get_chunk_n_rows(row_bytes=8 * (2 * n_train + outputs.shape[1]),
-                                     max_n_rows=X.shape[0])
-            for rows in gen_batches(X.shape[0], chunk):
-                cross = kernel_matrices(X[rows], self.X_train_, kernel="ntk",
-                                        n_jobs=self.n_jobs, **self._network()).ntk
-                outputs[rows] = cross @ dual_coef
+            outputs = self._mean_outputs(X, dual_coef)
         self._check_finite("The predictions", X, outputs)
-        return outputs.reshape(X.shape[0], n_times, n_outputs).transpose(1, 0, 2)
+        return outputs
 
     def _check_finite_times(self, times):
         times = self._check_times(times)
