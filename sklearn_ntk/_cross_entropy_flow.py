@@ -24,77 +24,86 @@ With K_α = V diag(λ) Vᵀ (the eigendecomposition the squared loss already
 uses, see :mod:`sklearn_ntk._gradient_flow`) the state is b = Vᵀ a, one
 column per output:
 
-    db/dc = Vᵀ Y − Vᵀ p(V diag(λ) b),
+    db/dc = F(b) = Vᵀ Y − Vᵀ p(V diag(λ) b),
 
 and its Jacobian is −Vᵀ D V diag(λ), with D the link's derivative (per point
 p(1 − p), or the softmax's C × C block diag(p) − p pᵀ).  The eigenvalues of
-K span many decades, so the problem is stiff; its Jacobian is dense in this
-basis and changes with the state.  The integrator is the Rosenbrock
-W-method ROS34PW2 of Rang & Angermann (2005; L-stable, 4 stages, order 3
-with an embedded order-2 solution) with the Jacobian replaced by its
-diagonal T in this basis, −λⱼ Σᵢ Vᵢⱼ² pᵢₖ(1 − pᵢₖ) for eigenvector j and
-output k, refreshed at every step (one product with V∘V).  A W-method keeps
-its order for *any* such matrix, and a diagonal T makes every linear solve a
-division: a step costs four evaluations of the right-hand side (two products
-with V, of N²·C flops each), one product with V∘V and no N×N or
-(N·C)×(N·C) factorisation.  The price is accuracy per step where T differs
-from the Jacobian: measured against the same method with the exact
-Jacobian (dense solves, on 40 points), as many steps early in training
-and about four times as many late, when a few unresolved points dominate D.
+K span many decades, so the problem is stiff, and its Jacobian is dense in
+this basis.  Its diagonal, the decay rates r = λⱼ Σᵢ Vᵢⱼ² pᵢₖ(1 − pᵢₖ) of
+eigenvector j and output k (one product with V∘V), carries the stiffness:
+over a step from c₀ the flow is written
 
-Accuracy: each step's local error e (of b), estimated by the embedded
-solution, is kept below ``tolerance`` in the root-mean-square over the N·C
-coordinates of √λⱼ eⱼₖ, relative to the root-mean-square √(trace K / N) of
-√K(xᵢ, xᵢ).  Without the mean, Σⱼ λⱼ ‖eⱼ‖² is the squared norm of the
-output error in the kernel's reproducing-kernel Hilbert space, which bounds
-the output error at *every* point, training or test: |δf(x)| ≤ √K(x, x) ‖e‖
-(a worst case √(N·C) times the controlled mean).  The probabilities'
-derivative is at most 1/2 in the maximum norm.
+    db/dc = −r∘b + N(b),      N(b) = F(b) + r∘b,
 
-The trajectory is integrated in segments [0, u], [u, 2u], [2u, 4u], … with
-u = 1/λ_max: fixed edges, so the solution at a time does not depend on
-which other times were asked for, and a search over t can cache the
-segments and integrate each once.  Inside a segment, times are evaluated
-by cubic Hermite interpolation between steps (of the method's order).
+with r frozen at c₀, and the exponential integrator ETDRK4 of Cox &
+Matthews (2002) solves the linear part exactly and integrates N by the
+quadrature b(c₀ + θh) = e^{θz} b₀ + h ∫₀^θ e^{(θ−s)z} N(s) ds (z = −hr,
+elementwise) with N interpolated by a quadratic through its values at the
+start, the midpoint (two stage estimates) and the end of the step.  The
+weights are the functions φ₁, φ₂, φ₃ of z (:func:`phi_functions`); the
+method is of order 4, its linear part is exact for any rates, and the
+same quadrature at θ < 1 gives the solution between steps (dense output):
+a requested time is never a step edge.  A step costs four evaluations of
+F (each a product with V and one with Vᵀ, N²·C flops apiece) and one
+product with V∘V, and no linear system is ever solved.  Against the
+Rosenbrock W-method ROS34PW2 with the same diagonal (the integrator this
+replaced) it needs a quarter to a third of the steps for the same
+accuracy on 600 and 1500 digits (benchmarks/results/classifier.md).
+
+Accuracy: the local error of a step is estimated by the change of the
+interpolated term at the end of the step, h (4φ₃ − φ₂)(N(b₁) − N(c)),
+between the stage c that the method uses and the new state b₁ (whose F
+the next step needs anyway, so the estimate is free).  It is kept below
+``tolerance`` in the root-mean-square over the N·C coordinates of √λⱼ eⱼₖ,
+relative to the root-mean-square √(trace K / N) of √K(xᵢ, xᵢ).  Without the
+mean, Σⱼ λⱼ ‖eⱼ‖² is the squared norm of the output error in the kernel's
+reproducing-kernel Hilbert space, which bounds the output error at *every*
+point, training or test: |δf(x)| ≤ √K(x, x) ‖e‖ (a worst case √(N·C) times
+the controlled mean).  The probabilities' derivative is at most 1/2 in the
+maximum norm.  The estimate is a heuristic, as embedded error estimates
+are; measured against solutions at a thousand times the accuracy, the
+global error of the probabilities came out between 1 and 3 times the
+tolerance.
+
+The trajectory is cut into segments at time scales u, 2u, 4u, …
+(u = 1/λ_max): segment k runs from the end of segment k − 1 to the first
+step end at or after its edge.  The step sequence does not depend on the
+times asked for, so neither does the solution at a time, and a search
+over t can cache the segments and integrate each once.
 """
 
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import linalg
+from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 from scipy.special import expit, softmax
 
 #: Local error tolerance per step, in units of the root-mean-square output
 #: scale √(trace K / N) (see the module docstring).  The global error of the
-#: probabilities came out at about the tolerance against a Radau solution
-#: at rtol 1e-11 (1e-6 gave errors up to 1e-6 on 40 points, 1e-7 up to
-#: 1.5e-7; tests/test_cross_entropy_flow.py checks 1e-6); the number of
-#: steps grows like its inverse cube root.
+#: probabilities came out at 1–3 times the tolerance against Radau at rtol
+#: 1e-11 and against this integrator at 1e-10 (digits, 30–1500 points);
+#: tests/test_cross_entropy_flow.py checks 1e-6.  The number of steps grows
+#: like its inverse fourth root.
 TOLERANCE = 1e-7
 
-# ROS34PW2 (Rang & Angermann 2005): k_i = (I − hγT)⁻¹ [h F(b + Σ_j A_ij k_j)
-# + hT Σ_j Γ_ij k_j], b_new = b + Σ_i B_i k_i, error = Σ_i (B_i − B̂_i) k_i.
-_GAMMA = 0.435866521508459
-_A = np.array([
-    [0.0, 0.0, 0.0, 0.0],
-    [0.87173304301691801, 0.0, 0.0, 0.0],
-    [0.84457060015369423, -0.11299064236484185, 0.0, 0.0],
-    [0.0, 0.0, 1.0, 0.0],
-])
-_G = np.array([
-    [0.0, 0.0, 0.0, 0.0],
-    [-0.87173304301691801, 0.0, 0.0, 0.0],
-    [-0.90338057013044082, 0.054180672388095326, 0.0, 0.0],
-    [0.24212380706095346, -1.2232505839045147, 0.54526025533510214, 0.0],
-])
-_B = np.array([0.24212380706095346, -1.2232505839045147, 1.5452602553351020,
-               0.435866521508459])
-_B_EMBEDDED = np.array([0.37810903145819369, -0.096042292212423178, 0.5,
-                        0.2179332607542295])
+#: Eigen-directions of the kernel whose decay the integrator solves exactly:
+#: the largest eigenvalues, where the stiffness is.  With 16 to 600 of them
+#: the number of steps on 600 and 1500 digits, t from 1e3 to 1e6, changed by
+#: under 3 %: below the largest few dozen the flow is not stiff at the step
+#: sizes its accuracy needs.
+STIFF_DIRECTIONS = 64
 
-#: Step-size control: the embedded solution is of order 2, so the local
-#: error estimate scales as h³.
-_SAFETY, _SHRINK, _GROW = 0.9, 0.2, 5.0
+#: Segments per doubling of the time scale (see CrossEntropyFlow.segment_edge).
+_SEGMENTS_PER_DOUBLING = 4
+
+#: Step-size control for an error estimate of order h⁴.
+_SAFETY, _SHRINK, _GROW, _ORDER = 0.9, 0.2, 5.0, 4
+
+# Below |z| = 1 the φ functions are summed from their series (the closed
+# forms cancel); 18 terms leave a truncation below 1/21! ≈ 2e-20 there.
+_SERIES_TERMS = 18
 
 
 def link_probabilities(outputs):
@@ -120,138 +129,216 @@ def class_probabilities(outputs):
     return probabilities
 
 
+def phi_functions(z):
+    """e^z, φ₁(z), φ₂(z) and φ₃(z), elementwise, for z <= 0.
+
+    φ₀(z) = e^z and φₖ₊₁(z) = (φₖ(z) − 1/k!)/z, i.e. φₖ(z) = Σⱼ zʲ/(j + k)!:
+    the weights of the exponential quadrature ∫₀¹ e^{(1−s)z} s^{k−1} ds =
+    φₖ(z)/(k − 1)!.  The recurrence is used where |z| >= 1 (it loses at
+    most a few ulps there, at z = −1) and the series below.
+    """
+    z = np.asarray(z, dtype=float)
+    small = np.abs(z) < 1.0
+    # The recurrence everywhere, with z = −1 standing in where |z| < 1.
+    z_large = np.where(small, -1.0, z)
+    exp = np.exp(z)
+    phi1 = np.expm1(z_large) / z_large
+    phi2 = (phi1 - 1.0) / z_large
+    phi3 = (phi2 - 0.5) / z_large
+    z_small = z[small]
+    if z_small.size:
+        # φ₃ from its series, then φ₂ = 1/2 + zφ₃ and φ₁ = 1 + zφ₂, which
+        # add small terms to 1/2 and 1 and lose nothing.
+        series = np.full_like(z_small, 1.0 / math.factorial(_SERIES_TERMS + 3))
+        for term in range(_SERIES_TERMS - 1, -1, -1):
+            series *= z_small
+            series += 1.0 / math.factorial(term + 3)
+        phi3[small] = series
+        series = series * z_small + 0.5
+        phi2[small] = series
+        phi1[small] = series * z_small + 1.0
+    return exp, phi1, phi2, phi3
+
+
+def exponential_quadrature(state, z, h, start_term, linear_term, quadratic_term):
+    """b(c₀ + h) = e^z b₀ + h ∫₀¹ e^{(1−s)z} N(s) ds for a quadratic N.
+
+    N(s) = start_term + linear_term·s + quadratic_term·s² over the step
+    (s in [0, 1]), and ∫₀¹ e^{(1−s)z} s^k ds = k! φ_{k+1}(z).
+    """
+    exp, phi1, phi2, phi3 = phi_functions(z)
+    return exp * state + h * (phi1 * start_term + phi2 * linear_term
+                              + 2.0 * phi3 * quadratic_term)
+
+
 @dataclass
 class Segment:
-    """The trajectory over one segment of time scales, with its dense output.
+    """The trajectory over one segment of time scales.
 
-    ``times`` (n + 1,) are the step edges, ``states`` and ``slopes``
-    (n + 1, N, C) the state b and db/dc there; ``next_step`` the step size
-    the controller proposes after the segment, ``jacobian`` the diagonal of
-    the approximate Jacobian at its end (see
-    :meth:`CrossEntropyFlow.jacobian_diagonal`) and ``n_rejected`` the
-    number of steps the error control rejected.
+    ``times`` (n + 1,) are the step edges and ``states``, ``slopes`` and
+    ``rates`` (n + 1, N, C) the state b, F(b) and the decay rates there;
+    ``next_step`` is the step size the controller proposes after the segment
+    and ``n_rejected`` the number of steps the error control rejected.
     """
 
     times: np.ndarray
     states: np.ndarray
     slopes: np.ndarray
+    rates: np.ndarray
     next_step: float
-    jacobian: np.ndarray
     n_rejected: int
 
     def end(self):
         """The segment reduced to its end: all that the next segment needs."""
         return Segment(self.times[-1:], self.states[-1:], self.slopes[-1:],
-                       self.next_step, self.jacobian, self.n_rejected)
+                       self.rates[-1:], self.next_step, self.n_rejected)
 
-    def at(self, time):
-        """b at ``time`` (inside the segment), by cubic Hermite interpolation."""
-        step = int(np.clip(np.searchsorted(self.times, time, side="right") - 1,
-                           0, self.times.size - 2))
-        start, end = self.times[step], self.times[step + 1]
-        h = end - start
-        s = (time - start) / h
-        if s >= 1.0:
-            return self.states[step + 1].copy()
-        h00 = (1 + 2 * s) * (1 - s) ** 2
-        h10 = s * (1 - s) ** 2
-        h01 = s * s * (3 - 2 * s)
-        h11 = s * s * (s - 1)
-        return (h00 * self.states[step] + h01 * self.states[step + 1]
-                + h * (h10 * self.slopes[step] + h11 * self.slopes[step + 1]))
+
+def stiff_basis(kernel):
+    """The largest eigenpairs of ``kernel`` (K_α) and the next eigenvalue.
+
+    Returns (eigenvalues (m,), eigenvectors (N, m), bound), eigenvalues in
+    increasing order and clipped at 0; ``bound`` >= every eigenvalue of K_α
+    on the orthogonal complement of the eigenvectors (0 when m = N).
+    ``STIFF_DIRECTIONS`` of them (plus one for the bound) by Lanczos
+    iteration (ARPACK, from a fixed start vector so that the basis is
+    reproducible); all from the dense eigendecomposition when N is at most
+    four times as many, or when Lanczos fails.
+    """
+    n_train = kernel.shape[0]
+    n_wanted = STIFF_DIRECTIONS + 1
+    eigenvalues = None
+    if n_train > 4 * STIFF_DIRECTIONS:
+        try:
+            eigenvalues, eigenvectors = eigsh(kernel, k=n_wanted, which="LA",
+                                              v0=np.ones(n_train))
+        except (ArpackNoConvergence, ArpackError):
+            eigenvalues = None
+    if eigenvalues is None:
+        eigenvalues, eigenvectors = linalg.eigh(
+            kernel, subset_by_index=[max(n_train - n_wanted, 0), n_train - 1])
+    order = np.argsort(eigenvalues, kind="stable")
+    eigenvalues = np.maximum(eigenvalues[order], 0.0)
+    eigenvectors = eigenvectors[:, order]
+    if eigenvalues.size < n_wanted:  # all N of them: no complement
+        return eigenvalues, eigenvectors, 0.0
+    return eigenvalues[1:], np.ascontiguousarray(eigenvectors[:, 1:]), eigenvalues[0]
 
 
 class CrossEntropyFlow:
-    """The flow db/dc = VᵀY − Vᵀp(V diag(λ) b) in the eigenbasis of K_α.
+    """The flow da/dc = Y − p(K_α a), integrated in the stiff basis.
+
+    The state x stacks b = Vₘᵀa (m rows: the coordinates along the m
+    eigenvectors Vₘ of :func:`stiff_basis`) over the rest q = a − Vₘb
+    (N rows; none when m = N), so that a = Vₘb + q and
+
+        dx/dc = F(x) = (Vₘᵀg ; g − VₘVₘᵀg),   g = Y − p(K_α a).
+
+    The decay rates are those of b; q has none.
 
     Parameters
     ----------
-    eigenvalues : ndarray of shape (N,)
-        Eigenvalues λ of K_α (clipped at 0), in the factorisation's units.
-    eigenvectors : ndarray of shape (N, N)
-        V.
+    kernel : ndarray of shape (N, N)
+        K_α = K + αI, in the units of the time scales (kept, not copied).
     targets : ndarray of shape (N, C)
         One-hot targets (one column of 0/1 for two classes and the logistic
         link).
+    basis : tuple, default=None
+        :func:`stiff_basis` of ``kernel`` (None: computed here).
     tolerance : float, default=TOLERANCE
         Local error per step, relative to the root-mean-square √K(xᵢ, xᵢ).
     """
 
-    def __init__(self, eigenvalues, eigenvectors, targets, tolerance=TOLERANCE):
+    def __init__(self, kernel, targets, basis=None, tolerance=TOLERANCE):
+        self.kernel = kernel
+        self.targets = targets
+        eigenvalues, eigenvectors, bound = (stiff_basis(kernel) if basis is None
+                                            else basis)
         self.eigenvalues = eigenvalues
         self.eigenvectors = eigenvectors
-        self.projected_targets = eigenvectors.T @ targets
-        n_train = max(eigenvalues.size, 1)
-        # The root-mean-square of √λ·e at most tolerance · √(trace K / N):
-        # output errors of the order of the tolerance at a point of average
-        # kernel diagonal.
-        self.error_bound = tolerance * math.sqrt(max(eigenvalues.sum() / n_train,
+        n_train = kernel.shape[0]
+        self.n_rest = n_train if eigenvalues.size < n_train else 0
+        # The root-mean-square of the error's feature-space weights at most
+        # tolerance · √(trace K / N): output errors of the order of the
+        # tolerance at a point of average kernel diagonal.
+        trace = float(np.trace(kernel)) if n_train else 0.0
+        self.error_bound = tolerance * math.sqrt(max(trace / max(n_train, 1),
                                                      np.finfo(float).tiny))
         largest = eigenvalues[-1] if eigenvalues.size else 0.0
         self.unit = 1.0 / largest if largest > 0 else 1.0
-        self._sqrt_eigenvalues = np.sqrt(eigenvalues)[:, None]
-        self._squared_eigenvectors = None
+        # ‖e‖²_K = Σⱼ λⱼ bⱼ² + qᵀK_α q <= Σⱼ λⱼ bⱼ² + bound·‖q‖² (q is
+        # orthogonal to the top eigenvectors).
+        self._error_weights = np.sqrt(np.concatenate(
+            [eigenvalues, np.full(self.n_rest, bound)]))[:, None]
 
-    def __getstate__(self):
-        # V∘V is as large as V and cheap to recompute: not pickled.
-        return {**self.__dict__, "_squared_eigenvectors": None}
+    def segment_edge(self, index):
+        """The time scale segment ``index`` reaches: u·2^(index/4).
 
-    def segment_edges(self, index):
-        """(start, end) time scales of segment ``index``: [0, u], then doubling."""
-        if index == 0:
-            return 0.0, self.unit
-        return math.ldexp(self.unit, index - 1), math.ldexp(self.unit, index)
+        Four segments per doubling of the time: a trajectory integrated to
+        a time overshoots it by at most a fifth, about one step.
+        """
+        return self.unit * 2.0 ** (index / _SEGMENTS_PER_DOUBLING)
 
-    def segment_index(self, time_scale):
-        """The segment holding ``time_scale`` (its end when on an edge)."""
-        if time_scale <= self.unit:
-            return 0
-        return max(1, math.ceil(math.log2(time_scale / self.unit)))
+    @property
+    def state_shape(self):
+        """(m + n_rest, C)."""
+        return (self.eigenvalues.size + self.n_rest, self.targets.shape[1])
 
     def initial_state(self):
-        """b(0) = 0, its slope VᵀY − Vᵀp(0) and the Jacobian diagonal there."""
-        state = np.zeros_like(self.projected_targets)
+        """x(0) = 0, F there and the decay rates there."""
+        state = np.zeros(self.state_shape)
         slope, probabilities = self.slope(state)
-        return state, slope, self.jacobian_diagonal(probabilities)
+        return state, slope, self.decay_rates(probabilities)
+
+    def coefficients(self, states):
+        """The dual coefficients a = Vₘb + q of states (..., m + n_rest, C)."""
+        m = self.eigenvalues.size
+        coefficients = np.matmul(self.eigenvectors, states[..., :m, :])
+        if self.n_rest:
+            coefficients += states[..., m:, :]
+        return coefficients
 
     def slope(self, state):
-        """db/dc at ``state``, and the probabilities there (N, C)."""
-        V = self.eigenvectors
-        probabilities = link_probabilities(V @ (self.eigenvalues[:, None] * state))
-        return self.projected_targets - V.T @ probabilities, probabilities
+        """F(x) = dx/dc at ``state``, and the probabilities there (N, C)."""
+        m = self.eigenvalues.size
+        probabilities = link_probabilities(self.kernel @ self.coefficients(state))
+        gradient = self.targets - probabilities
+        along = self.eigenvectors.T @ gradient
+        if not self.n_rest:
+            return along, probabilities
+        return np.vstack([along, gradient - self.eigenvectors @ along]), probabilities
 
-    def jacobian_diagonal(self, probabilities):
-        """The diagonal of the Jacobian's approximation, −T, shape (N, C).
+    def decay_rates(self, probabilities):
+        """Rates r = λⱼ Σᵢ Vᵢⱼ² pᵢₖ(1 − pᵢₖ) of b, 0 for q: shape (m + n_rest, C).
 
-        diag(Vᵀ D V)·λ per output: the Jacobian −Vᵀ D V diag(λ) restricted
-        to its diagonal (for the softmax, the diagonal of each point's
-        block, p(1 − p)).  It costs one product with V∘V, once per step.
+        The Jacobian's diagonal in the eigenbasis, negated (for the softmax,
+        the diagonal of each point's block, p(1 − p)).
         """
-        if self._squared_eigenvectors is None:
-            self._squared_eigenvectors = self.eigenvectors**2
         derivative = probabilities * (1.0 - probabilities)
-        curvature = self._squared_eigenvectors.T @ derivative
-        return curvature * self.eigenvalues[:, None]
+        rates = np.zeros(self.state_shape)
+        rates[:self.eigenvalues.size] = ((self.eigenvectors**2).T @ derivative
+                                         * self.eigenvalues[:, None])
+        return rates
 
     def _error_norm(self, error):
         """Root-mean-square over the N·C coordinates of the RKHS-weighted error."""
-        return float(np.linalg.norm(self._sqrt_eigenvalues * error)
+        return float(np.linalg.norm(self._error_weights * error)
                      / math.sqrt(error.size))
 
-    def integrate(self, start, end, state, slope, jacobian, first_step=None):
-        """Integrate from ``start`` to ``end``; returns a :class:`Segment`.
+    def integrate(self, start, end, state, slope, rates, first_step=None):
+        """Steps from ``start`` to the first step end at or after ``end``.
 
-        ``state``, ``slope`` and ``jacobian`` are b, db/dc and
-        :meth:`jacobian_diagonal` at ``start``; ``first_step``
-        the step to try first (None: an eighth of the segment).
+        ``state``, ``slope`` and ``rates`` are b, F(b) and
+        :meth:`decay_rates` at ``start``; ``first_step`` the step to try
+        first (None: an eighth of ``end - start``).  Returns a
+        :class:`Segment`.
         """
         h = (end - start) / 8 if first_step is None else first_step
-        times, states, slopes = [start], [state], [slope]
+        times, states, slopes, all_rates = [start], [state], [slope], [rates]
         time, n_rejected = start, 0
         while time < end:
-            truncated = h >= end - time
-            step = end - time if truncated else h
-            new_state, error = self._step(state, slope, step, jacobian)
+            new_state, new_slope, probabilities, error = self._step(
+                state, slope, rates, h)
             error_norm = self._error_norm(error)
             if not np.isfinite(error_norm):
                 factor = _SHRINK
@@ -259,63 +346,87 @@ class CrossEntropyFlow:
                 factor = _GROW
             else:
                 factor = min(_GROW, max(_SHRINK, _SAFETY * (
-                    self.error_bound / error_norm) ** (1 / 3)))
+                    self.error_bound / error_norm) ** (1 / _ORDER)))
             if error_norm <= self.error_bound:
-                time = end if truncated else time + step
-                state = new_state
-                slope, probabilities = self.slope(state)
-                jacobian = self.jacobian_diagonal(probabilities)
+                time += h
+                state, slope = new_state, new_slope
+                rates = self.decay_rates(probabilities)
                 times.append(time)
                 states.append(state)
                 slopes.append(slope)
-                # A step cut short at the segment's end says little about
-                # the next one: keep the larger proposal.
-                h = max(h, step * factor) if truncated else step * factor
+                all_rates.append(rates)
             else:
                 n_rejected += 1
-                h = step * factor
-        return Segment(np.array(times), np.stack(states), np.stack(slopes), h,
-                       jacobian, n_rejected)
+            h *= factor
+        return Segment(np.array(times), np.stack(states), np.stack(slopes),
+                       np.stack(all_rates), h, n_rejected)
 
-    def _step(self, state, slope, h, jacobian):
-        """One ROS34PW2 step with the diagonal T = −``jacobian``.
+    def state_at(self, segment, time):
+        """b at ``time``, between ``segment``'s first and last edge.
 
-        Returns the new state and the local error estimate.  I − hγT is
-        diagonal: every linear solve is a division.
+        Inside a step, one step of the method from the step's start to
+        ``time`` (four evaluations of F): its local error is that of a step
+        shorter than one the error control accepted, and the steps
+        themselves do not depend on the times asked for.
         """
-        t_diagonal = -jacobian
-        inverse_w = 1.0 / (1.0 - h * _GAMMA * t_diagonal)
-        stages = []
-        for i in range(4):
-            if i == 0:
-                stage_slope = slope
-            else:
-                stage_state = state + sum(_A[i, j] * stages[j] for j in range(i)
-                                          if _A[i, j])
-                stage_slope = self.slope(stage_state)[0]
-            coupling = sum(_G[i, j] * stages[j] for j in range(i))
-            stages.append(inverse_w * (h * stage_slope + h * t_diagonal * coupling))
-        new_state = state + sum(_B[i] * stages[i] for i in range(4))
-        error = sum((_B[i] - _B_EMBEDDED[i]) * stages[i] for i in range(4))
-        return new_state, error
+        step = int(np.searchsorted(segment.times, time, side="right")) - 1
+        step = min(max(step, 0), segment.times.size - 1)
+        h = time - segment.times[step]
+        if h <= 0:
+            return segment.states[step].copy()
+        return self._advance(segment.states[step], segment.slopes[step],
+                             segment.rates[step], h)[0]
+
+    def _advance(self, state, slope, rates, h):
+        """One ETDRK4 step of size ``h`` with the decay rates frozen.
+
+        Returns the new state, the interpolated term's value at the end
+        stage and the weight of that value in the step.
+        """
+        z = -h * rates
+        half_exp, half_phi1, _, _ = phi_functions(0.5 * z)
+        half_weight = (0.5 * h) * half_phi1
+        start_term = slope + rates * state
+        first = half_exp * state + half_weight * start_term
+        first_term = self.slope(first)[0] + rates * first
+        second = half_exp * state + half_weight * first_term
+        second_term = self.slope(second)[0] + rates * second
+        third = half_exp * first + half_weight * (2.0 * second_term - start_term)
+        third_term = self.slope(third)[0] + rates * third
+        # The quadratic through start_term, the mean of the two midpoint
+        # terms and third_term, in powers of s.
+        middle = first_term + second_term
+        linear_term = 2.0 * middle - 3.0 * start_term - third_term
+        quadratic_term = 2.0 * (start_term + third_term - middle)
+        new_state = exponential_quadrature(state, z, h, start_term, linear_term,
+                                           quadratic_term)
+        _, _, phi2, phi3 = phi_functions(z)
+        return new_state, third_term, h * (4.0 * phi3 - phi2)
+
+    def _step(self, state, slope, rates, h):
+        """A step and its error estimate: the new state, F and the
+        probabilities there, and the estimated local error."""
+        new_state, third_term, end_weight = self._advance(state, slope, rates, h)
+        new_slope, probabilities = self.slope(new_state)
+        error = end_weight * (new_slope + rates * new_state - third_term)
+        return new_state, new_slope, probabilities, error
 
 
 def flow_segment(flow, index, previous=None):
     """Segment ``index`` of ``flow``'s trajectory, continuing ``previous``.
 
     ``previous`` is segment ``index - 1`` (None for the first): the state,
-    slope, bound and proposed step at its end start this one, so the result
-    is the same whether the segments are computed in a row or read back from
-    a cache.
+    F, rates and proposed step at its end start this one, so the result is
+    the same whether the segments are computed in a row or read back from a
+    cache.
     """
-    start, end = flow.segment_edges(index)
+    end = flow.segment_edge(index)
     if index == 0:
-        state, slope, jacobian = flow.initial_state()
-        first_step = None
-    else:
-        state, slope = previous.states[-1], previous.slopes[-1]
-        jacobian, first_step = previous.jacobian, previous.next_step
-    return flow.integrate(start, end, state, slope, jacobian, first_step)
+        state, slope, rates = flow.initial_state()
+        return flow.integrate(0.0, end, state, slope, rates)
+    return flow.integrate(previous.times[-1], end, previous.states[-1],
+                          previous.slopes[-1], previous.rates[-1],
+                          previous.next_step)
 
 
 class SegmentSequence:
@@ -356,10 +467,17 @@ def states_at(flow, time_scales, segment_of):
     :class:`SegmentSequence`, or a cached equivalent).  Time scales must be
     finite: the flow has no limit on separable data.
     """
-    states = np.zeros((len(time_scales),) + flow.projected_targets.shape)
-    # In increasing order: each segment is asked for once.
+    states = np.zeros((len(time_scales),) + flow.state_shape)
+    index, segment = 0, None
+    # In increasing order: each segment is asked for once, in turn.
     for position in np.argsort(time_scales, kind="stable"):
         time_scale = time_scales[position]
-        if time_scale > 0:
-            states[position] = segment_of(flow.segment_index(time_scale)).at(time_scale)
+        if time_scale <= 0:
+            continue
+        if segment is None:
+            segment = segment_of(index)
+        while segment.times[-1] < time_scale:
+            index += 1
+            segment = segment_of(index)
+        states[position] = flow.state_at(segment, time_scale)
     return states

@@ -35,8 +35,9 @@ from ._cross_entropy_flow import (
     class_probabilities,
     flow_segment,
     states_at,
+    stiff_basis,
 )
-from ._gradient_flow import factorize
+from ._gradient_flow import factorize, kernel_scale_exponent
 from ._parameters import (
     N_JOBS_CONSTRAINT,
     NETWORK_PARAMETER_CONSTRAINTS,
@@ -125,21 +126,63 @@ def _cross_kernel(X, X_train, depth, activation, beta, weight_std, kind, n_jobs=
     return kernels.ntk if kind == "ntk" else kernels.nngp
 
 
+def _scaled_training_kernel(
+    X, depth, activation, beta, weight_std, kind, alpha, n_jobs=None, memory=None,
+):
+    """(K + alpha*I) / 2^e and e (see ``kernel_scale_exponent``), K from ``memory``.
+
+    The time scales are then multiplied, and the coefficients divided, by 2^e.
+    """
+    kernel = _cached(memory, _cross_kernel)(
+        X, None, depth, activation, beta, weight_std, kind, n_jobs=n_jobs)
+    if memory is not None:
+        kernel = np.array(kernel)  # the cache may hand out a read-only array
+    exponent = kernel_scale_exponent(kernel)
+    if exponent:
+        np.ldexp(kernel, -exponent, out=kernel)
+    kernel.flat[::kernel.shape[0] + 1] += math.ldexp(alpha, -exponent)
+    return kernel, exponent
+
+
+def _cached_stiff_basis(
+    X, depth, activation, beta, weight_std, kind, alpha, n_jobs=None, memory=None,
+):
+    """:func:`stiff_basis` of the scaled K + alpha*I, cached by ``memory``."""
+    kernel, _ = _scaled_training_kernel(X, depth, activation, beta, weight_std, kind,
+                                        alpha, n_jobs=n_jobs, memory=memory)
+    return stiff_basis(kernel)
+
+
+def _cross_entropy_flow(
+    X, depth, activation, beta, weight_std, kind, alpha, targets, n_jobs=None,
+    memory=None,
+):
+    """(the cross-entropy flow of the scaled K + alpha*I, its exponent e).
+
+    With ``memory`` the kernel and the stiff basis come from the cache.
+    """
+    kernel, exponent = _scaled_training_kernel(
+        X, depth, activation, beta, weight_std, kind, alpha, n_jobs=n_jobs,
+        memory=memory)
+    basis = None
+    if memory is not None:
+        basis = _cached(memory, _cached_stiff_basis)(
+            X, depth, activation, beta, weight_std, kind, alpha, n_jobs=n_jobs,
+            memory=memory)
+    return CrossEntropyFlow(kernel, targets, basis), exponent
+
+
 def _cross_entropy_segment(
     X, depth, activation, beta, weight_std, kind, alpha, targets, index, n_jobs=None,
     memory=None,
 ):
     """Segment ``index`` of the cross-entropy flow, each one through ``memory``.
 
-    The eigendecomposition and the previous segment come from the cache, so
-    a search over t integrates every segment of a fold's flow once.
+    The kernel, the stiff basis and the previous segment come from the
+    cache, so a search over t integrates every segment of a fold's flow once.
     """
-    factorization = _cached(memory, _cached_eigen_factorization)(
-        X, depth, activation, beta, weight_std, kind, alpha, n_jobs=n_jobs,
-        memory=memory,
-    )
-    flow = CrossEntropyFlow(factorization.eigenvalues, factorization.eigenvectors,
-                            targets)
+    flow, _ = _cross_entropy_flow(X, depth, activation, beta, weight_std, kind, alpha,
+                                  targets, n_jobs=n_jobs, memory=memory)
     previous = None
     if index > 0:
         previous = _cached(memory, _cross_entropy_segment)(
@@ -980,43 +1023,39 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         self.X_train_ = X
         self._targets = targets
         self._fitted_t = float(self.t)
+        self._flow_segments = None
         with self._checked_range("The dual coefficients", X):
-            self._factorization, _ = self._factorize(finite_time=True, solver="eigh")
-            self._flow_segments = None
             self._dual_coef = self._log_loss_coefficients([self._fitted_t])[0]
         self._check_finite("The dual coefficients", X, self._dual_coef)
 
     def _log_loss_coefficients(self, times):
         """Dual coefficients a_t at every time, shape (T, N, C), from one trajectory.
 
-        Without ``memory`` the segments are integrated here, and the ends of
-        those computed are kept for later predictions; with it, each segment
-        is read from (or written to) the cache.
+        Without ``memory`` the flow and the segments are computed here, and
+        the ends of those computed are kept for later predictions; with it,
+        the kernel, the stiff basis and each segment are read from (or
+        written to) the cache.
         """
-        factorization = self._factorization
         memory = self._usable_memory()
+        args = (*self._kernel_args(), float(self.alpha), self._targets)
         if memory is None:
             if self._flow_segments is None:
-                self._flow_segments = SegmentSequence(CrossEntropyFlow(
-                    factorization.eigenvalues, factorization.eigenvectors,
-                    self._targets))
-            flow = self._flow_segments.flow
+                flow, self._flow_scale_exponent = _cross_entropy_flow(
+                    *args, n_jobs=self.n_jobs)
+                self._flow_segments = SegmentSequence(flow)
+            flow, exponent = self._flow_segments.flow, self._flow_scale_exponent
             segment_of = self._flow_segments
         else:
-            flow = CrossEntropyFlow(factorization.eigenvalues,
-                                    factorization.eigenvectors, self._targets)
+            flow, exponent = _cross_entropy_flow(*args, n_jobs=self.n_jobs,
+                                                 memory=memory)
             cached = _cached(memory, _cross_entropy_segment)
-            args = (*self._kernel_args(), float(self.alpha), self._targets)
 
             def segment_of(index):
                 return cached(*args, index, n_jobs=self.n_jobs, memory=memory)
 
-        # Time scales in the factorisation's units (see _gradient_flow).
-        time_scales = [math.ldexp(self._time_scale(t), factorization.scale_exponent)
-                       for t in times]
-        states = states_at(flow, time_scales, segment_of)
-        coefficients = np.matmul(factorization.eigenvectors, states)
-        return np.ldexp(coefficients, -factorization.scale_exponent)
+        time_scales = [math.ldexp(self._time_scale(t), exponent) for t in times]
+        coefficients = flow.coefficients(states_at(flow, time_scales, segment_of))
+        return np.ldexp(coefficients, -exponent)
 
     def _log_loss_decision(self, X, times):
         """Network outputs (T, m, C) on X after training for every time."""

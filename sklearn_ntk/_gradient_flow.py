@@ -635,6 +635,13 @@ class KrylovFactorization(Factorization):
         return np.stack(columns, axis=2).transpose(1, 0, 2)
 
 
+def kernel_scale_exponent(K):
+    """e such that the linear algebra runs on K / 2^e: 0 unless K's largest
+    diagonal entry is outside 2^±UNSCALED_KERNEL_EXPONENTS."""
+    exponent = power_of_two_exponent(np.max(K.diagonal(), initial=0.0))
+    return 0 if abs(exponent) <= UNSCALED_KERNEL_EXPONENTS else exponent
+
+
 def factorize(K, alpha, finite_time, targets=None, max_time_scale=None,
               max_steps=None):
     """The factorisation of K + alpha*I that the time scales need (K is overwritten).
@@ -649,9 +656,7 @@ def factorize(K, alpha, finite_time, targets=None, max_time_scale=None,
     to working precision.  Far from unit scale, the matrix factorised is
     (K + alpha*I) / 2^e (see UNSCALED_KERNEL_EXPONENTS).
     """
-    exponent = power_of_two_exponent(np.max(K.diagonal(), initial=0.0))
-    if abs(exponent) <= UNSCALED_KERNEL_EXPONENTS:
-        exponent = 0
+    exponent = kernel_scale_exponent(K)
     ridge = alpha
     if exponent:
         np.ldexp(K, -exponent, out=K)
