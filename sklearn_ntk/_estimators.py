@@ -906,13 +906,13 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
     %(parameters)s
     loss : {"squared_error", "log_loss"}, default="squared_error"
         The training cost: the squared error on ±1-encoded labels (a closed
-        form) or the cross-entropy (an ODE integrated in the eigenbasis of
-        the training kernel, each step's error below 1e-7 of the output
-        scale; see the user guide), with which ``t`` must be finite and
-        ``solver`` does not apply (the flow needs the eigendecomposition).
-        With ``memory``, the integrated flow is cached too (keyed on the
-        targets, in segments of doubling length), so a search over ``t``
-        integrates each fold's flow once.
+        form) or the cross-entropy (an ODE integrated by an exponential
+        integrator along the training kernel's 64 largest eigenpairs, each
+        step's error below 1e-7 of the output scale; see the user guide),
+        with which ``t`` must be finite and ``solver`` does not apply.
+        With ``memory``, the eigenpairs and the integrated flow are cached
+        too (keyed on the targets, in segments, four per doubling of the
+        time), so a search over ``t`` integrates each fold's flow once.
 
     Attributes
     ----------

@@ -13,11 +13,13 @@ import pytest
 from joblib import Memory
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.integrate import solve_ivp
+from scipy.linalg import eigh, expm
 from scipy.special import expit, softmax
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import sklearn_ntk._cross_entropy_flow as cross_entropy_flow
 import sklearn_ntk._estimators as estimators_module
 from sklearn_ntk import NTK, NTKClassifier
 
@@ -76,9 +78,21 @@ def reference_probabilities(X, labels, X_test, c):
     return link(outputs)
 
 
+@pytest.fixture(params=["all", 4], ids=["all-directions", "4-stiff-directions"])
+def stiff_directions(request, monkeypatch):
+    """How many eigen-directions the integrator treats exactly.
+
+    30 training points get all of them by default; with 4 the rest of the
+    space is integrated explicitly, the path every N > 256 takes.
+    """
+    if request.param != "all":
+        monkeypatch.setattr(cross_entropy_flow, "STIFF_DIRECTIONS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 @pytest.mark.parametrize("t, learning_rate", [(3.0, 1.0), (60.0, 0.5), (900.0, 2.0)])
-def test_probabilities_match_radau(data, n_classes, t, learning_rate):
+def test_probabilities_match_radau(data, n_classes, t, learning_rate, stiff_directions):
     X, X_test, labels = data
     if n_classes == 2:
         labels = labels > 0
@@ -93,7 +107,8 @@ def test_probabilities_match_radau(data, n_classes, t, learning_rate):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
-def test_staged_probabilities_match_radau_and_predict_proba(data, n_classes, tmp_path):
+def test_staged_probabilities_match_radau_and_predict_proba(data, n_classes, tmp_path,
+                                                            stiff_directions):
     X, X_test, labels = data
     if n_classes == 2:
         labels = labels > 0
@@ -220,3 +235,48 @@ def test_early_flow_is_the_squared_loss_at_a_quarter_speed(data):
     assert 0.005 < np.abs(expected).max() < 0.05
     assert_allclose(log_loss.decision_function(X_test), expected,
                     rtol=0, atol=2e-4 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("z", [0.0, -1e-12, -0.3, -0.999, -1.0, -1.001, -7.5, -40.0,
+                               -1e8])
+def test_phi_functions_match_the_matrix_exponential(z):
+    # φ_k(z) is the (0, k) entry of exp of the (4, 4) matrix with z at (0, 0)
+    # and ones on the superdiagonal (Higham, Functions of Matrices, §10.7.4):
+    # an independent computation.  expm is accurate to a few ulps of the
+    # matrix's norm (at most 1e8 here); relative to φ_k(z) >= e^z/k!-ish
+    # that is below 1e-13 for |z| <= 40, and at z = -1e8, where the
+    # recurrence gives φ_k ~ 1/|z|, expm no longer resolves it: compared
+    # with the asymptotic form instead.
+    computed = cross_entropy_flow.phi_functions(np.array([z]))
+    if z > -100:
+        matrix = np.diag([z, 0.0, 0.0, 0.0]) + np.diag(np.ones(3), 1)
+        expected = expm(matrix)[0]
+        assert_allclose(np.concatenate(computed), expected, rtol=1e-13, atol=0)
+    else:
+        # φ₁ = (e^z − 1)/z, φ₂ = (φ₁ − 1)/z, φ₃ = (φ₂ − 1/2)/z with e^z = 0.
+        expected = [0.0, -1 / z, (-1 / z - 1) / z, ((-1 / z - 1) / z - 0.5) / z]
+        assert_allclose(np.concatenate(computed), expected, rtol=4e-16, atol=0)
+
+
+def test_stiff_basis_holds_the_largest_eigenpairs(monkeypatch):
+    # Lanczos (ARPACK) against LAPACK's dense eigendecomposition.  Both are
+    # backward stable: eigenvalues within a few ulps of the largest.  ARPACK
+    # stops at a residual ‖K v − λ v‖ <= eps·|λ| (tol=0); forming the
+    # residual here adds at most N·eps·‖K‖, N = 40.  Each eigenvector is
+    # then accurate to that over its eigenvalue gap (Davis–Kahan), so the
+    # residual is the check that needs no gap.
+    monkeypatch.setattr(cross_entropy_flow, "STIFF_DIRECTIONS", 6)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 3))
+    kernel = NTK(depth=DEPTH, beta=BETA)(X) + ALPHA * np.eye(40)
+    eigenvalues, eigenvectors, bound = cross_entropy_flow.stiff_basis(kernel)
+    reference = eigh(kernel, eigvals_only=True)
+    scale = reference[-1]
+    eps = np.finfo(float).eps
+    assert eigenvalues.shape == (6,) and eigenvectors.shape == (40, 6)
+    assert_allclose(eigenvalues, reference[-6:], rtol=0, atol=64 * eps * scale)
+    assert abs(bound - reference[-7]) <= 64 * eps * scale
+    residual = kernel @ eigenvectors - eigenvectors * eigenvalues
+    assert np.linalg.norm(residual, axis=0).max() <= 41 * eps * scale
+    # Lanczos with ARPACK's reorthogonalisation: orthonormal to O(N·eps).
+    assert_allclose(eigenvectors.T @ eigenvectors, np.eye(6), rtol=0, atol=40 * eps)
