@@ -83,7 +83,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
-from scipy.special import expit, softmax
+from scipy.special import expit
 
 #: Local error tolerance per step, in units of the root-mean-square output
 #: scale √(trace K / N) (see the module docstring).  The largest error of a
@@ -109,7 +109,7 @@ _SAFETY, _SHRINK, _GROW, _ORDER = 0.9, 0.2, 5.0, 4
 
 # Below |z| = 1 the φ functions are summed from their series (the closed
 # forms cancel); φ₃'s to z¹⁸ leaves a truncation below 1/22! ≈ 1e-21 there.
-_SERIES_TERMS = 18
+_PHI3_SERIES = [1.0 / math.factorial(power + 3) for power in range(19)]
 
 
 def link_probabilities(outputs):
@@ -120,7 +120,11 @@ def link_probabilities(outputs):
     """
     if outputs.shape[1] == 1:
         return expit(outputs)
-    return softmax(outputs, axis=1)
+    # The softmax as scipy.special.softmax computes it, without its
+    # per-call overhead (the integrator calls this four times a step).
+    exponentials = np.exp(outputs - outputs.max(axis=1, keepdims=True))
+    exponentials /= exponentials.sum(axis=1, keepdims=True)
+    return exponentials
 
 
 def class_probabilities(outputs):
@@ -155,10 +159,10 @@ def phi_functions(z):
     if z_small.size:
         # φ₃ from its series, then φ₂ = 1/2 + zφ₃ and φ₁ = 1 + zφ₂, which
         # add small terms to 1/2 and 1 and lose nothing.
-        series = np.full_like(z_small, 1.0 / math.factorial(_SERIES_TERMS + 3))
-        for term in range(_SERIES_TERMS - 1, -1, -1):
+        series = np.full_like(z_small, _PHI3_SERIES[-1])
+        for coefficient in _PHI3_SERIES[-2::-1]:
             series *= z_small
-            series += 1.0 / math.factorial(term + 3)
+            series += coefficient
         phi3[small] = series
         series = series * z_small + 0.5
         phi2[small] = series
@@ -276,6 +280,11 @@ class CrossEntropyFlow:
         # orthogonal to the top eigenvectors).
         self._error_weights = np.sqrt(np.concatenate(
             [eigenvalues, np.full(self.n_rest, bound)]))[:, None]
+        self._squared_eigenvectors = None
+
+    def __getstate__(self):
+        # Vₘ∘Vₘ is cheap to recompute: not pickled.
+        return {**self.__dict__, "_squared_eigenvectors": None}
 
     def segment_edge(self, index):
         """The time scale segment ``index`` reaches: u·2^(index/4).
@@ -312,7 +321,10 @@ class CrossEntropyFlow:
         along = self.eigenvectors.T @ gradient
         if not self.n_rest:
             return along, probabilities
-        return np.vstack([along, gradient - self.eigenvectors @ along]), probabilities
+        slope = np.empty(self.state_shape)
+        slope[:m] = along
+        np.subtract(gradient, self.eigenvectors @ along, out=slope[m:])
+        return slope, probabilities
 
     def decay_rates(self, probabilities):
         """Rates r = λⱼ Σᵢ Vᵢⱼ² pᵢₖ(1 − pᵢₖ) of b, 0 for q: shape (m + n_rest, C).
@@ -322,7 +334,9 @@ class CrossEntropyFlow:
         """
         derivative = probabilities * (1.0 - probabilities)
         rates = np.zeros(self.state_shape)
-        rates[:self.eigenvalues.size] = ((self.eigenvectors**2).T @ derivative
+        if self._squared_eigenvectors is None:
+            self._squared_eigenvectors = np.square(self.eigenvectors)
+        rates[:self.eigenvalues.size] = (self._squared_eigenvectors.T @ derivative
                                          * self.eigenvalues[:, None])
         return rates
 
