@@ -130,6 +130,27 @@ def test_staged_probabilities_match_radau_and_predict_proba(data, n_classes, tmp
         assert_array_equal(clf.staged_predict(X_test, times)[2], clf.predict(X_test))
 
 
+def test_tol_sets_the_accuracy(data):
+    # tol is the local error per step relative to the output scale; the
+    # probabilities' error is of its order (1 to 8 times it measured, see
+    # _cross_entropy_flow.TOLERANCE): at tol=1e-4 within 1e-3 of Radau, and
+    # a different (coarser) trajectory from the default's.
+    X, X_test, labels = data
+    coarse = NTKClassifier(depth=DEPTH, beta=BETA, alpha=ALPHA, t=900.0,
+                           loss="log_loss", tol=1e-4).fit(X, labels)
+    fine = clone(coarse).set_params(tol=1e-7).fit(X, labels)
+    expected = reference_probabilities(X, labels, X_test, 900.0 / len(X))
+    assert_allclose(coarse.predict_proba(X_test), expected, rtol=0, atol=1e-3)
+    assert np.abs(coarse.predict_proba(X_test) - fine.predict_proba(X_test)).max() > 0
+
+    def n_steps(clf):
+        segments = clf._flow_segments
+        return sum(segments(index).times.size - 1
+                   for index in range(len(segments.ends)))
+
+    assert n_steps(coarse) < n_steps(fine)
+
+
 def test_only_learning_rate_times_t_matters(data):
     X, X_test, labels = data
     slow = NTKClassifier(t=400.0, learning_rate=0.25, loss="log_loss").fit(X, labels)
@@ -198,6 +219,9 @@ def test_bad_input(data):
     X, X_test, labels = data
     with pytest.raises(ValueError, match="'loss' parameter"):
         NTKClassifier(loss="hinge").fit(X, labels)
+    for tol in (0.0, 1.0, np.nan):
+        with pytest.raises(ValueError, match="'tol' parameter"):
+            NTKClassifier(t=10.0, loss="log_loss", tol=tol).fit(X, labels)
     with pytest.raises(ValueError, match="'t' parameter"):
         NTKClassifier(t=-1.0, loss="log_loss").fit(X, labels)
     with pytest.raises(ValueError,
