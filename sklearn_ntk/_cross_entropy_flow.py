@@ -43,31 +43,34 @@ elementwise) with N interpolated by a quadratic through its values at the
 start, the midpoint (two stage estimates) and the end of the step.  The
 weights are the functions φ₁, φ₂, φ₃ of z (:func:`phi_functions`); on q
 (z = 0) the method is the classical Runge–Kutta method.  It is of order 4
-for any rates.  A step costs four evaluations of F, each one product of
+for any rates in the classical sense (on stiff problems this method can
+lose order, Hochbruck & Ostermann 2005; the error control sees it).  A
+step costs four evaluations of F, each one product of
 K_α with an N × C matrix and three with the thin Vₘ, and no linear system
 is solved.  From 32 exact directions to all, the number of steps changed
 by at most 4 % on the problems measured (see STIFF_DIRECTIONS), and it
 was a quarter to a third of that of the Rosenbrock W-method ROS34PW2 with
 the same diagonal in the full eigenbasis (the integrator this replaced)
-at the same accuracy on 600 and 1500 digits.  Below 4m training points every
-eigen-direction is exact (q is empty).
+at the same accuracy on 600 and 1500 digits.  Up to 4m training points
+every eigen-direction is exact (q is empty).
 
-Accuracy: the local error of a step is estimated by the change of the
+Accuracy: the local error e of a step is estimated by the change of the
 interpolated term at the end of the step, h (4φ₃ − φ₂)(N(x₁) − N(x₃)),
 between the last stage x₃ and the new state x₁ (whose F the next step
-needs anyway, so the estimate is free).  It is kept below ``tolerance``
-in the root-mean-square over the coordinates of the error weighted by
-√λⱼ on b and by √λₘ₊₁ on q, relative to the root-mean-square
-√(trace K / N) of √K(xᵢ, xᵢ).  Without the mean, the weighted sum of
-squares bounds eᵀK_α e, the squared norm of the output error in the
-kernel's reproducing-kernel Hilbert space (q is orthogonal to Vₘ, where
-K_α <= λₘ₊₁), which bounds the output error at *every* point, training
-or test: |δf(x)| ≤ √K(x, x) ‖e‖ (a worst case √(N·C) times the
-controlled mean).  The probabilities' derivative is at most 1/2 in the
-maximum norm.  The estimate is a heuristic, as embedded error estimates
-are; measured against solutions at a thousand times the accuracy, the
-largest error of a probability was 1 to 8 times the tolerance (the
-maximum over points exceeds the controlled mean).
+needs anyway, so the estimate is free).  Weighted by √λⱼ on b and by
+√λₘ₊₁ on q, the error's N·C coordinates have a sum of squares that bounds
+eᵀK_α e, the squared norm of the output error in the kernel's
+reproducing-kernel Hilbert space (q is orthogonal to Vₘ, where
+K_α <= λₘ₊₁), and that norm bounds the output error at *every* point,
+training or test: |δf(x)| ≤ √K_α(x, x) ‖e‖.  The root-mean-square of the
+weighted coordinates is kept below ``tolerance`` / √(trace K_α / N):
+output errors of the order of the tolerance at a point of average kernel
+diagonal, at any scale of the kernel (a worst case √(N·C) times that).
+The probabilities' derivative is at most 1/2 in the maximum norm.  The
+estimate is a heuristic, as embedded error estimates are; measured
+against solutions at a thousand times the accuracy, the largest error of
+a probability was 1 to 9 times the tolerance (the maximum over points
+exceeds the controlled mean).
 
 The trajectory is cut into segments at time scales u·2^(k/4)
 (u = 1/λ_max): segment k runs from the end of segment k − 1 to the first
@@ -85,9 +88,9 @@ from scipy import linalg
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, eigsh
 from scipy.special import expit
 
-#: Local error tolerance per step, in units of the root-mean-square output
-#: scale √(trace K / N) (see the module docstring).  The largest error of a
-#: probability came out at 1–8 times the tolerance against Radau at rtol
+#: Local error tolerance per step, in units of the outputs (see the module
+#: docstring).  The largest error of a
+#: probability came out at 1–9 times the tolerance against Radau at rtol
 #: 1e-11 (30 points) and against this integrator at 1e-10 (1500 digits);
 #: tests/test_cross_entropy_flow.py checks 1e-6.  The number of steps grows
 #: like its inverse fourth root.
@@ -139,6 +142,20 @@ def class_probabilities(outputs):
     return probabilities
 
 
+def _target_residual(outputs, probabilities, targets):
+    """Y − p without cancellation where p is close to Y.
+
+    For a sample's own class, 1 − p is computed as the probability of the
+    others (logistic: expit(−f); softmax: the sum of the other classes'),
+    which keeps its relative accuracy as p → 1; late in training this is
+    what still moves the outputs.
+    """
+    if outputs.shape[1] == 1:
+        return np.where(targets > 0, expit(-outputs), -probabilities)
+    others = (probabilities * (1.0 - targets)).sum(axis=1, keepdims=True)
+    return np.where(targets > 0, others, -probabilities)
+
+
 def phi_functions(z):
     """e^z, φ₁(z), φ₂(z) and φ₃(z), elementwise, for z <= 0.
 
@@ -185,8 +202,9 @@ def exponential_quadrature(state, z, h, start_term, linear_term, quadratic_term)
 class Segment:
     """The trajectory over one segment of time scales.
 
-    ``times`` (n + 1,) are the step edges and ``states``, ``slopes`` and
-    ``rates`` (n + 1, N, C) the state b, F(b) and the decay rates there;
+    ``times`` (n + 1,) are the step edges, ``states`` and ``slopes``
+    (n + 1, m + n_rest, C) the state x and F(x) there, and ``rates``
+    (n + 1, m, C) the decay rates there;
     ``next_step`` is the step size the controller proposes after the segment
     and ``n_rejected`` the number of steps the error control rejected.
     """
@@ -204,34 +222,33 @@ class Segment:
                        self.rates[-1:], self.next_step, self.n_rejected)
 
 
-def stiff_basis(kernel):
+def stiff_basis(kernel, n_directions=None):
     """The largest eigenpairs of ``kernel`` (K_α) and the next eigenvalue.
 
     Returns (eigenvalues (m,), eigenvectors (N, m), bound), eigenvalues in
     increasing order and clipped at 0; ``bound`` >= every eigenvalue of K_α
     on the orthogonal complement of the eigenvectors (0 when m = N).
-    ``STIFF_DIRECTIONS`` of them (plus one for the bound) by Lanczos
-    iteration (ARPACK, from a fixed start vector so that the basis is
-    reproducible); all from the dense eigendecomposition when N is at most
-    four times as many, or when Lanczos fails.
+    ``n_directions`` (default ``STIFF_DIRECTIONS``) of them, plus one for
+    the bound, by Lanczos iteration (ARPACK, from a fixed start vector so
+    that the basis is reproducible), or from the dense eigendecomposition
+    when Lanczos fails; all N when N is at most four times as many (the
+    dense eigendecomposition then costs about as much as Lanczos).
     """
+    n_directions = STIFF_DIRECTIONS if n_directions is None else n_directions
     n_train = kernel.shape[0]
-    n_wanted = STIFF_DIRECTIONS + 1
-    eigenvalues = None
-    if n_train > 4 * STIFF_DIRECTIONS:
-        try:
-            eigenvalues, eigenvectors = eigsh(kernel, k=n_wanted, which="LA",
-                                              v0=np.ones(n_train))
-        except (ArpackNoConvergence, ArpackError):
-            eigenvalues = None
-    if eigenvalues is None:
+    if n_train <= 4 * n_directions:
+        eigenvalues, eigenvectors = linalg.eigh(kernel)
+        return np.maximum(eigenvalues, 0.0), eigenvectors, 0.0
+    n_wanted = n_directions + 1
+    try:
+        eigenvalues, eigenvectors = eigsh(kernel, k=n_wanted, which="LA",
+                                          v0=np.ones(n_train))
+    except (ArpackNoConvergence, ArpackError):
         eigenvalues, eigenvectors = linalg.eigh(
-            kernel, subset_by_index=[max(n_train - n_wanted, 0), n_train - 1])
+            kernel, subset_by_index=[n_train - n_wanted, n_train - 1])
     order = np.argsort(eigenvalues, kind="stable")
     eigenvalues = np.maximum(eigenvalues[order], 0.0)
     eigenvectors = eigenvectors[:, order]
-    if eigenvalues.size < n_wanted:  # all N of them: no complement
-        return eigenvalues, eigenvectors, 0.0
     return eigenvalues[1:], np.ascontiguousarray(eigenvectors[:, 1:]), eigenvalues[0]
 
 
@@ -268,12 +285,14 @@ class CrossEntropyFlow:
         self.eigenvectors = eigenvectors
         n_train = kernel.shape[0]
         self.n_rest = n_train if eigenvalues.size < n_train else 0
-        # The root-mean-square of the error's feature-space weights at most
-        # tolerance · √(trace K / N): output errors of the order of the
-        # tolerance at a point of average kernel diagonal.
+        # ‖e‖_K bounds |δf(x)| / √K(x, x), so tolerance / √(trace K_α / N)
+        # in the root-mean-square over N·C coordinates means output errors
+        # of the order of the tolerance at a point of average kernel
+        # diagonal, whatever the kernel's scale.
         trace = float(np.trace(kernel)) if n_train else 0.0
-        self.error_bound = tolerance * math.sqrt(max(trace / max(n_train, 1),
+        self.error_bound = tolerance / math.sqrt(max(trace / max(n_train, 1),
                                                      np.finfo(float).tiny))
+        self._n_coordinates = max(n_train * targets.shape[1], 1)
         largest = eigenvalues[-1] if eigenvalues.size else 0.0
         self.unit = 1.0 / largest if largest > 0 else 1.0
         # ‖e‖²_K = Σⱼ λⱼ bⱼ² + qᵀK_α q <= Σⱼ λⱼ bⱼ² + bound·‖q‖² (q is
@@ -316,8 +335,9 @@ class CrossEntropyFlow:
     def slope(self, state):
         """F(x) = dx/dc at ``state``, and the probabilities there (N, C)."""
         m = self.eigenvalues.size
-        probabilities = link_probabilities(self.kernel @ self.coefficients(state))
-        gradient = self.targets - probabilities
+        outputs = self.kernel @ self.coefficients(state)
+        probabilities = link_probabilities(outputs)
+        gradient = _target_residual(outputs, probabilities, self.targets)
         along = self.eigenvectors.T @ gradient
         if not self.n_rest:
             return along, probabilities
@@ -327,28 +347,25 @@ class CrossEntropyFlow:
         return slope, probabilities
 
     def decay_rates(self, probabilities):
-        """Rates r = λⱼ Σᵢ Vᵢⱼ² pᵢₖ(1 − pᵢₖ) of b, 0 for q: shape (m + n_rest, C).
+        """Rates r = λⱼ Σᵢ Vᵢⱼ² pᵢₖ(1 − pᵢₖ) of b, shape (m, C) (q has none).
 
         The Jacobian's diagonal in the eigenbasis, negated (for the softmax,
         the diagonal of each point's block, p(1 − p)).
         """
         derivative = probabilities * (1.0 - probabilities)
-        rates = np.zeros(self.state_shape)
         if self._squared_eigenvectors is None:
             self._squared_eigenvectors = np.square(self.eigenvectors)
-        rates[:self.eigenvalues.size] = (self._squared_eigenvectors.T @ derivative
-                                         * self.eigenvalues[:, None])
-        return rates
+        return self._squared_eigenvectors.T @ derivative * self.eigenvalues[:, None]
 
     def _error_norm(self, error):
         """Root-mean-square over the N·C coordinates of the RKHS-weighted error."""
         return float(np.linalg.norm(self._error_weights * error)
-                     / math.sqrt(error.size))
+                     / math.sqrt(self._n_coordinates))
 
     def integrate(self, start, end, state, slope, rates, first_step=None):
         """Steps from ``start`` to the first step end at or after ``end``.
 
-        ``state``, ``slope`` and ``rates`` are b, F(b) and
+        ``state``, ``slope`` and ``rates`` are x, F(x) and
         :meth:`decay_rates` at ``start``; ``first_step`` the step to try
         first (None: an eighth of ``end - start``).  Returns a
         :class:`Segment`.
@@ -357,6 +374,13 @@ class CrossEntropyFlow:
         times, states, slopes, all_rates = [start], [state], [slope], [rates]
         time, n_rejected = start, 0
         while time < end:
+            if not h > 4 * np.finfo(float).eps * time:
+                raise ValueError(
+                    "The cross-entropy flow cannot be integrated past the time "
+                    f"scale c = eta*t/N = {time:.6g} (in the kernel's units): "
+                    "the step the error control allows is below the float64 "
+                    "resolution of the time.  Use a smaller t or a larger tol."
+                )
             new_state, new_slope, probabilities, error = self._step(
                 state, slope, rates, h)
             error_norm = self._error_norm(error)
@@ -382,10 +406,10 @@ class CrossEntropyFlow:
                        np.stack(all_rates), h, n_rejected)
 
     def state_at(self, segment, time):
-        """b at ``time``, between ``segment``'s first and last edge.
+        """x at ``time``, between ``segment``'s first and last edge.
 
         Inside a step, one step of the method from the step's start to
-        ``time`` (four evaluations of F): its local error is that of a step
+        ``time`` (three evaluations of F): its local error is that of a step
         shorter than one the error control accepted, and the steps
         themselves do not depend on the times asked for.
         """
@@ -403,6 +427,8 @@ class CrossEntropyFlow:
         Returns the new state, the interpolated term's value at the end
         stage and the weight of that value in the step.
         """
+        if self.n_rest:
+            rates = np.vstack([rates, np.zeros((self.n_rest, rates.shape[1]))])
         z = -h * rates
         half_exp, half_phi1, _, _ = phi_functions(0.5 * z)
         half_weight = (0.5 * h) * half_phi1
@@ -428,7 +454,9 @@ class CrossEntropyFlow:
         probabilities there, and the estimated local error."""
         new_state, third_term, end_weight = self._advance(state, slope, rates, h)
         new_slope, probabilities = self.slope(new_state)
-        error = end_weight * (new_slope + rates * new_state - third_term)
+        error = new_slope - third_term
+        error[:rates.shape[0]] += rates * new_state[:rates.shape[0]]
+        error *= end_weight
         return new_state, new_slope, probabilities, error
 
 
@@ -481,7 +509,7 @@ class SegmentSequence:
 
 
 def states_at(flow, time_scales, segment_of):
-    """The state b at every time scale, shape (T, N, C).
+    """The state x at every time scale, shape (T,) + ``flow.state_shape``.
 
     ``segment_of(index)`` returns segment ``index`` of ``flow`` (a
     :class:`SegmentSequence`, or a cached equivalent).  Time scales must be

@@ -29,6 +29,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 
 from ._activations import get_activation
+from . import _cross_entropy_flow as cross_entropy_flow
 from ._cross_entropy_flow import (
     CrossEntropyFlow,
     SegmentSequence,
@@ -145,12 +146,18 @@ def _scaled_training_kernel(
 
 
 def _cached_stiff_basis(
-    X, depth, activation, beta, weight_std, kind, alpha, n_jobs=None, memory=None,
+    X, depth, activation, beta, weight_std, kind, alpha, n_directions, kernel=None,
+    n_jobs=None, memory=None,
 ):
-    """:func:`stiff_basis` of the scaled K + alpha*I, cached by ``memory``."""
-    kernel, _ = _scaled_training_kernel(X, depth, activation, beta, weight_std, kind,
-                                        alpha, n_jobs=n_jobs, memory=memory)
-    return stiff_basis(kernel)
+    """:func:`stiff_basis` of the scaled K + alpha*I, cached by ``memory``.
+
+    ``kernel``, when given, is that matrix (it is determined by the other
+    arguments, so it stays out of the key).
+    """
+    if kernel is None:
+        kernel, _ = _scaled_training_kernel(X, depth, activation, beta, weight_std,
+                                            kind, alpha, n_jobs=n_jobs, memory=memory)
+    return stiff_basis(kernel, n_directions)
 
 
 def _cross_entropy_flow(
@@ -164,11 +171,10 @@ def _cross_entropy_flow(
     kernel, exponent = _scaled_training_kernel(
         X, depth, activation, beta, weight_std, kind, alpha, n_jobs=n_jobs,
         memory=memory)
-    basis = None
-    if memory is not None:
-        basis = _cached(memory, _cached_stiff_basis)(
-            X, depth, activation, beta, weight_std, kind, alpha, n_jobs=n_jobs,
-            memory=memory)
+    basis = _cached(memory, _cached_stiff_basis)(
+        X, depth, activation, beta, weight_std, kind, alpha,
+        cross_entropy_flow.STIFF_DIRECTIONS, kernel=kernel, n_jobs=n_jobs,
+        memory=memory)
     return CrossEntropyFlow(kernel, targets, basis, tolerance), exponent
 
 
@@ -195,12 +201,14 @@ def _cross_entropy_segment(
 def _cached(memory, function):
     """``function`` through ``memory`` (None: uncached).
 
-    The arguments that say how to compute, not what, stay out of the key.
+    The arguments that say how to compute, not what, stay out of the key
+    (``kernel``: a matrix the other arguments determine, passed to save
+    recomputing it).
     """
     if memory is None:
         return function
     arguments = inspect.signature(function).parameters
-    return memory.cache(function, ignore=[name for name in ("n_jobs", "memory")
+    return memory.cache(function, ignore=[name for name in ("n_jobs", "memory", "kernel")
                                           if name in arguments])
 
 
@@ -915,8 +923,8 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
         time), so a search over ``t`` integrates each fold's flow once.
     tol : float, default=1e-7
         Only with ``loss="log_loss"``: the integrator's local error per
-        step, relative to the root-mean-square of √Θ(x, x) over the training
-        points (the output scale).  The probabilities came out within 1 to 8
+        step in the network's outputs, at a point of average kernel diagonal
+        (see the user guide).  The probabilities came out within 1 to 9
         times ``tol`` of a reference solution; the number of steps grows
         like ``tol ** -0.25``.
 

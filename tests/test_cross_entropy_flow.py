@@ -48,9 +48,9 @@ def data():
     return X, X_test, labels
 
 
-def reference_probabilities(X, labels, X_test, c):
+def reference_probabilities(X, labels, X_test, c, weight_std=1.0):
     """Probabilities at time scale c from scipy's Radau, written out here."""
-    kernel = NTK(depth=DEPTH, beta=BETA)
+    kernel = NTK(depth=DEPTH, beta=BETA, weight_std=weight_std)
     K = kernel(X) + ALPHA * np.eye(len(X))
     cross = kernel(X_test, X)
     classes = np.unique(labels)
@@ -130,9 +130,26 @@ def test_staged_probabilities_match_radau_and_predict_proba(data, n_classes, tmp
         assert_array_equal(clf.staged_predict(X_test, times)[2], clf.predict(X_test))
 
 
+@pytest.mark.parametrize("weight_std", [0.3, 3.0])
+def test_accuracy_does_not_depend_on_the_kernel_scale(data, weight_std):
+    # weight_std scales the NTK by about weight_std^(2·depth): 7e-4 and 729
+    # here, and t is divided by as much so that training goes as far as at
+    # t = 900 on the unit scale.  The error control is in output units (the
+    # tolerance over the root mean kernel diagonal), so 1e-6 holds at both
+    # scales; before, it allowed errors proportional to the scale.
+    X, X_test, labels = data
+    t = 900.0 / weight_std ** (2 * DEPTH)
+    clf = NTKClassifier(depth=DEPTH, beta=BETA, alpha=ALPHA, weight_std=weight_std,
+                        t=t, loss="log_loss").fit(X, labels)
+    expected = reference_probabilities(X, labels, X_test, t / len(X), weight_std)
+    assert_allclose(clf.predict_proba(X_test), expected, rtol=0,
+                    atol=PROBABILITY_TOLERANCE)
+    assert np.abs(expected - 1 / 3).max() > 0.05
+
+
 def test_tol_sets_the_accuracy(data):
     # tol is the local error per step relative to the output scale; the
-    # probabilities' error is of its order (1 to 8 times it measured, see
+    # probabilities' error is of its order (1 to 9 times it measured, see
     # _cross_entropy_flow.TOLERANCE): at tol=1e-4 within 1e-3 of Radau, and
     # a different (coarser) trajectory from the default's.
     X, X_test, labels = data
@@ -304,3 +321,61 @@ def test_stiff_basis_holds_the_largest_eigenpairs(monkeypatch):
     assert np.linalg.norm(residual, axis=0).max() <= 41 * eps * scale
     # Lanczos with ARPACK's reorthogonalisation: orthonormal to O(N·eps).
     assert_allclose(eigenvectors.T @ eigenvectors, np.eye(6), rtol=0, atol=40 * eps)
+
+
+def test_small_training_sets_treat_every_direction_exactly():
+    # Up to 4·STIFF_DIRECTIONS points the dense eigendecomposition gives all
+    # N directions and the rest of the space is empty.
+    rng = np.random.default_rng(2)
+    n_train = 4 * cross_entropy_flow.STIFF_DIRECTIONS
+    kernel = NTK(depth=DEPTH, beta=BETA)(rng.normal(size=(n_train, 3)))
+    eigenvalues, eigenvectors, bound = cross_entropy_flow.stiff_basis(kernel)
+    assert eigenvalues.shape == (n_train,) and bound == 0.0
+    flow = cross_entropy_flow.CrossEntropyFlow(kernel, np.eye(3)[np.arange(n_train) % 3])
+    assert flow.n_rest == 0 and flow.state_shape == (n_train, 3)
+
+
+def test_stiff_basis_falls_back_to_lapack_when_lanczos_fails(monkeypatch):
+    from scipy.sparse.linalg import ArpackNoConvergence
+
+    def failing_eigsh(*args, **kwargs):
+        raise ArpackNoConvergence("no convergence", np.empty(0), np.empty((0, 0)))
+
+    monkeypatch.setattr(cross_entropy_flow, "eigsh", failing_eigsh)
+    rng = np.random.default_rng(3)
+    kernel = NTK(depth=DEPTH, beta=BETA)(rng.normal(size=(40, 3)))
+    eigenvalues, eigenvectors, bound = cross_entropy_flow.stiff_basis(kernel, 6)
+    reference = eigh(kernel, eigvals_only=True)
+    eps = np.finfo(float).eps
+    # LAPACK's eigenvalues: backward stable, a few ulps of the largest.
+    assert_allclose(eigenvalues, reference[-6:], rtol=0, atol=64 * eps * reference[-1])
+    assert abs(bound - reference[-7]) <= 64 * eps * reference[-1]
+
+
+@pytest.mark.parametrize("directions", ["all", 4])
+def test_a_step_is_of_order_four(data, directions, monkeypatch):
+    # Fixed steps over [0, H] with n and 2n steps, against 512 steps: the
+    # error falls by 2^4 per halving for a method of order 4 (the step
+    # control could hide a lower order).  The rates are refreshed at each
+    # step as in the integration.  Measured: log2 ratios 4.06-4.23; the
+    # asymptotic regime is reached at these steps, [3.6, 4.4] leaves room
+    # for the next term of the error expansion.
+    if directions != "all":
+        monkeypatch.setattr(cross_entropy_flow, "STIFF_DIRECTIONS", directions)
+    X, _, labels = data
+    kernel = NTK(depth=DEPTH, beta=BETA)(X) + ALPHA * np.eye(len(X))
+    flow = cross_entropy_flow.CrossEntropyFlow(kernel, np.eye(3)[labels])
+    span = 40 * flow.unit
+
+    def integrate(n_steps):
+        state, slope, rates = flow.initial_state()
+        for _ in range(n_steps):
+            state = flow._advance(state, slope, rates, span / n_steps)[0]
+            slope, probabilities = flow.slope(state)
+            rates = flow.decay_rates(probabilities)
+        return state
+
+    reference = integrate(512)
+    errors = [np.abs(integrate(n) - reference).max() for n in (16, 32, 64)]
+    orders = np.log2(np.array(errors[:-1]) / errors[1:])
+    assert np.all((3.6 <= orders) & (orders <= 4.4)), orders
