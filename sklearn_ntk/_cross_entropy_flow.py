@@ -187,13 +187,14 @@ def phi_functions(z):
     return exp, phi1, phi2, phi3
 
 
-def exponential_quadrature(state, z, h, start_term, linear_term, quadratic_term):
+def exponential_quadrature(state, phis, h, start_term, linear_term, quadratic_term):
     """b(c₀ + h) = e^z b₀ + h ∫₀¹ e^{(1−s)z} N(s) ds for a quadratic N.
 
     N(s) = start_term + linear_term·s + quadratic_term·s² over the step
-    (s in [0, 1]), and ∫₀¹ e^{(1−s)z} s^k ds = k! φ_{k+1}(z).
+    (s in [0, 1]), ∫₀¹ e^{(1−s)z} s^k ds = k! φ_{k+1}(z), and ``phis`` is
+    :func:`phi_functions` of z.
     """
-    exp, phi1, phi2, phi3 = phi_functions(z)
+    exp, phi1, phi2, phi3 = phis
     return exp * state + h * (phi1 * start_term + phi2 * linear_term
                               + 2.0 * phi3 * quadratic_term)
 
@@ -273,7 +274,8 @@ class CrossEntropyFlow:
     basis : tuple, default=None
         :func:`stiff_basis` of ``kernel`` (None: computed here).
     tolerance : float, default=TOLERANCE
-        Local error per step, relative to the root-mean-square √K(xᵢ, xᵢ).
+        Local error per step in the outputs, at a point of average kernel
+        diagonal (see the module docstring).
     """
 
     def __init__(self, kernel, targets, basis=None, tolerance=TOLERANCE):
@@ -444,9 +446,10 @@ class CrossEntropyFlow:
         middle = first_term + second_term
         linear_term = 2.0 * middle - 3.0 * start_term - third_term
         quadratic_term = 2.0 * (start_term + third_term - middle)
-        new_state = exponential_quadrature(state, z, h, start_term, linear_term,
+        phis = phi_functions(z)
+        new_state = exponential_quadrature(state, phis, h, start_term, linear_term,
                                            quadratic_term)
-        _, _, phi2, phi3 = phi_functions(z)
+        _, _, phi2, phi3 = phis
         return new_state, third_term, h * (4.0 * phi3 - phi2)
 
     def _step(self, state, slope, rates, h):
