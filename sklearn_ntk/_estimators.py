@@ -136,8 +136,8 @@ def _scaled_training_kernel(
     """
     kernel = _cached(memory, _cross_kernel)(
         X, None, depth, activation, beta, weight_std, kind, n_jobs=n_jobs)
-    if memory is not None:
-        kernel = np.array(kernel)  # the cache may hand out a read-only array
+    if not kernel.flags.writeable:
+        kernel = kernel.copy()  # a memory-mapped array from the cache
     exponent = kernel_scale_exponent(kernel)
     if exponent:
         np.ldexp(kernel, -exponent, out=kernel)
@@ -180,20 +180,24 @@ def _cross_entropy_flow(
 
 def _cross_entropy_segment(
     X, depth, activation, beta, weight_std, kind, alpha, targets, tolerance, index,
-    n_jobs=None, memory=None,
+    flow=None, n_jobs=None, memory=None,
 ):
     """Segment ``index`` of the cross-entropy flow, each one through ``memory``.
 
-    The kernel, the stiff basis and the previous segment come from the
-    cache, so a search over t integrates every segment of a fold's flow once.
+    The previous segment comes from the cache, so a search over t integrates
+    every segment of a fold's flow once.  ``flow``, when given, is the flow
+    the other arguments determine (built from the cached kernel and stiff
+    basis otherwise): one flow serves every segment a call computes.
     """
-    flow, _ = _cross_entropy_flow(X, depth, activation, beta, weight_std, kind, alpha,
-                                  targets, tolerance, n_jobs=n_jobs, memory=memory)
+    if flow is None:
+        flow, _ = _cross_entropy_flow(X, depth, activation, beta, weight_std, kind,
+                                      alpha, targets, tolerance, n_jobs=n_jobs,
+                                      memory=memory)
     previous = None
     if index > 0:
         previous = _cached(memory, _cross_entropy_segment)(
             X, depth, activation, beta, weight_std, kind, alpha, targets, tolerance,
-            index - 1, n_jobs=n_jobs, memory=memory,
+            index - 1, flow=flow, n_jobs=n_jobs, memory=memory,
         )
     return flow_segment(flow, index, previous)
 
@@ -202,14 +206,14 @@ def _cached(memory, function):
     """``function`` through ``memory`` (None: uncached).
 
     The arguments that say how to compute, not what, stay out of the key
-    (``kernel``: a matrix the other arguments determine, passed to save
-    recomputing it).
+    (``kernel``, ``flow``: objects the other arguments determine, passed to
+    save recomputing them).
     """
     if memory is None:
         return function
     arguments = inspect.signature(function).parameters
-    return memory.cache(function, ignore=[name for name in ("n_jobs", "memory", "kernel")
-                                          if name in arguments])
+    ignored = ("n_jobs", "memory", "kernel", "flow")
+    return memory.cache(function, ignore=[name for name in ignored if name in arguments])
 
 
 # ---------------------------------------------------------------------------
@@ -1069,7 +1073,8 @@ class NTKClassifier(ClassifierMixin, _BaseGradientFlow):
             cached = _cached(memory, _cross_entropy_segment)
 
             def segment_of(index):
-                return cached(*args, index, n_jobs=self.n_jobs, memory=memory)
+                return cached(*args, index, flow=flow, n_jobs=self.n_jobs,
+                              memory=memory)
 
         time_scales = [math.ldexp(self._time_scale(t), exponent) for t in times]
         coefficients = flow.coefficients(states_at(flow, time_scales, segment_of))
